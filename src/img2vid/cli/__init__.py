@@ -1,0 +1,31 @@
+"""The ``img2vid`` command: one Typer app, one module per sub-command.
+
+Errors never reach the user as tracebacks (unless ``--debug``): :mod:`img2vid.cli.exits` maps the error
+tree to exit codes and one or two plain lines. Typer's pretty tracebacks are off because they print local
+variables, and a local variable may be an API key.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .generate import generate
+
+app = typer.Typer(
+    name="img2vid",
+    help="Turn a still image into a short video with Stable Video Diffusion.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command(name="generate")(generate)
+
+
+@app.callback()
+def _root() -> None:
+    """Turn a still image into a short video with Stable Video Diffusion."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

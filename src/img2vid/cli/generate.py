@@ -1,0 +1,160 @@
+"""``img2vid generate``: images in, one video file per image out, through any engine.
+
+The command only parses options, builds a ``VideoRequest`` per image, asks :func:`choose_engine` for the
+engine and saves each ``Video``; all protocol and model logic lives in the engines. Heavy imports (torch
+for the local engine) happen only once an engine is chosen.
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..fitting import FitMode
+from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
+from ..video import Video
+from .exits import report_error
+
+__all__ = ["generate", "output_paths"]
+
+
+class OutputFormat(str, Enum):
+    mp4 = "mp4"
+    webm = "webm"
+    webp = "webp"
+    gif = "gif"
+    png = "png"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+def output_paths(images: list[Path], output: Path | None, fmt: str) -> list[Path]:
+    """Where each image's video goes.
+
+    No ``-o``: ``<image stem>.<fmt>`` in the current folder. ``-o`` a folder (existing, or ending in
+    ``/``): ``<folder>/<image stem>.<fmt>``. ``-o`` a file with several images: numbered ``name_1.ext``,
+    ``name_2.ext`` and so on, so no video overwrites another.
+    """
+    suffix = "" if fmt == "png" else f".{fmt}"
+    if output is None:
+        return [Path(image.stem + suffix) for image in images]
+    if output.is_dir() or str(output).endswith(("/", "\\")):
+        return [output / (image.stem + suffix) for image in images]
+    if len(images) == 1:
+        return [output]
+    stem, ext = output.stem, output.suffix or suffix
+    return [output.with_name(f"{stem}_{index}{ext}") for index in range(1, len(images) + 1)]
+
+
+def _format_for(output: Path | None, fmt: OutputFormat | None) -> str:
+    if fmt is not None:
+        return fmt.value
+    if output is not None and output.suffix.lower().lstrip(".") in {f.value for f in OutputFormat}:
+        return output.suffix.lower().lstrip(".")
+    return "mp4"
+
+
+def generate(
+    images: Annotated[list[Path], typer.Argument(help="Input image(s): PNG, JPEG, WebP or anything Pillow reads.")],
+    engine: Annotated[
+        Optional[str],
+        typer.Option(help="stability (the hosted service), local, or an img2vid/protocol server URL."),
+    ] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Local model: a hub id, a diffusers folder, a .safetensors checkpoint, or 'tiny' "
+            "(a tiny random model for offline smoke runs: it makes noise, not video). Implies --engine local."
+        ),
+    ] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or folder.")] = None,
+    format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Output format (default: from -o, else mp4).")] = None,
+    seed: Annotated[int, typer.Option(help="0..4294967294; 0 picks a random seed.")] = 0,
+    cfg_scale: Annotated[float, typer.Option(help="0..10: how closely the video sticks to the image.")] = DEFAULT_CFG_SCALE,
+    motion_bucket_id: Annotated[int, typer.Option(help="1..255: more is more motion.")] = DEFAULT_MOTION_BUCKET_ID,
+    fit: Annotated[FitMode, typer.Option(help="How an image of another size is fitted.")] = FitMode.CROP,
+    timeout: Annotated[Optional[float], typer.Option(help="Remote engine: give up after this many seconds.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Local engine: cuda, cuda:1, mps or cpu (default: best available).")] = None,
+    dtype: Annotated[Optional[DType], typer.Option(help="Local engine: weights' dtype (default: bf16/fp16 on GPU, fp32 on CPU).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Local engine: frames to make (default: the model's, 25 for SVD-XT).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Local engine: denoising steps (default 25).")] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Local engine: frame rate, also the model's fps conditioning (default 7).")] = None,
+    noise_aug: Annotated[Optional[float], typer.Option(help="Local engine: noise added to the image (default 0.02).")] = None,
+    min_guidance: Annotated[Optional[float], typer.Option(help="Local engine: guidance on the first frame (default 1.0).")] = None,
+    decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Make a video from each image."""
+    console = Console(stderr=True, highlight=False)
+    fmt = _format_for(output, format)
+    targets = output_paths(images, output, fmt)
+    try:
+        requests = [
+            VideoRequest(
+                image=image,
+                seed=seed,
+                cfg_scale=cfg_scale,
+                motion_bucket_id=motion_bucket_id,
+                frames=frames,
+                steps=steps,
+                fps=fps,
+                noise_aug_strength=noise_aug,
+                min_guidance_scale=min_guidance,
+                decode_chunk_size=decode_chunk,
+                fit=fit,
+            )
+            for image in images
+        ]
+        from ..engines.select import choose_engine
+
+        chosen = choose_engine(
+            engine, model, timeout=timeout, device=device, dtype=dtype.value if dtype else None
+        )
+        for index, (image, request, target) in enumerate(zip(images, requests, targets), start=1):
+            label = f"[{index}/{len(images)}] {image.name}" if len(images) > 1 else image.name
+            video = _run_one(chosen, request, label, console)
+            video.save(target, fmt)
+            console.print(
+                f"{label}: {video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps, "
+                f"seed {video.seed} -> {target}",
+                markup=False,
+            )
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
+        raise typer.Exit(report_error(error, debug=debug, console=console)) from None
+
+
+def _run_one(engine: object, request: VideoRequest, label: str, console: Console) -> Video:
+    """One generation with a live progress bar; Ctrl-C sets the cancel flag and the engine stops."""
+    stop = threading.Event()
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None, status="")
+
+        def on_progress(fraction: float | None, text: str) -> None:
+            if fraction is None:
+                bar.update(task, total=None, status=text)
+            else:
+                bar.update(task, total=1.0, completed=max(0.0, min(1.0, fraction)), status=text)
+
+        try:
+            return engine.generate(request, progress=on_progress, cancel=stop.is_set)  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            stop.set()
+            raise

@@ -1,0 +1,58 @@
+"""Choosing an engine from what a front door was told: the CLI's and the ComfyUI nodes' shared rule.
+
+``engine`` is ``"stability"``, ``"local"``, a server URL, or ``None``; ``model`` names a local model and
+implies the local engine. With neither, a configured server or key means remote (the user set one up on
+purpose), and otherwise the local engine runs, since the hosted service no longer answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..config import ENV_BASE_URL, STABILITY_BASE_URL, RemoteSettings
+from ..errors import InvalidInputError
+from .base import Engine
+
+__all__ = ["choose_engine", "ENGINE_CHOICES"]
+
+ENGINE_CHOICES = "stability, local, or a server URL (http://host:port)"
+
+
+def _uses_remote_by_default() -> bool:
+    if os.environ.get(ENV_BASE_URL, "").strip():
+        return True
+    return RemoteSettings.resolve().api_key is not None
+
+
+def choose_engine(
+    engine: str | None = None,
+    model: str | None = None,
+    *,
+    timeout: float | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> Engine:
+    """The engine the user asked for, built (a local one is shared per process and kept warm)."""
+    kind = (engine or "").strip()
+    if model is not None and kind and kind.lower() != "local":
+        raise InvalidInputError(
+            f"--model picks the local engine, but --engine is {kind!r}; drop one of them",
+            field="engine",
+            value=kind,
+            allowed=ENGINE_CHOICES,
+        )
+    if kind.lower() == "local" or model is not None or (not kind and not _uses_remote_by_default()):
+        from .local import DEFAULT_MODEL, LocalEngine
+
+        return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype)
+
+    from .remote import RemoteEngine
+
+    options = {} if timeout is None else {"timeout": timeout}
+    if not kind:
+        return RemoteEngine(**options)
+    if kind.lower() == "stability":
+        return RemoteEngine(base_url=STABILITY_BASE_URL, **options)
+    if kind.startswith(("http://", "https://")):
+        return RemoteEngine(base_url=kind, **options)
+    raise InvalidInputError.for_field("engine", kind, ENGINE_CHOICES)

@@ -1,0 +1,148 @@
+"""``VideoRequest``: what every front door builds and every engine consumes.
+
+It holds the input image (already an RGB uint8 array) and the generation parameters, validated once,
+here, with errors that name the field, the value given and the allowed range. The protocol's fields
+(``seed``, ``cfg_scale``, ``motion_bucket_id``) always have values; the local-engine fields are ``None``
+when the caller leaves the choice to the engine, so a remote engine can tell "not asked for" from "asked
+for the default" and send only what the user set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .fitting import FitMode, SizeRule, fit_image, parse_fit_mode
+from .images import ImageInput, image_size, load_image
+
+__all__ = [
+    "VideoRequest",
+    "MAX_SEED",
+    "DEFAULT_CFG_SCALE",
+    "DEFAULT_MOTION_BUCKET_ID",
+    "RANGES",
+]
+
+#: The protocol's largest seed; 0 means "pick a random seed".
+MAX_SEED = 4294967294
+DEFAULT_CFG_SCALE = 1.8
+DEFAULT_MOTION_BUCKET_ID = 127
+
+#: Field name -> (type, low, high). One table, read by validation, the CLI help and the server.
+RANGES: dict[str, tuple[type, float, float]] = {
+    "seed": (int, 0, MAX_SEED),
+    "cfg_scale": (float, 0.0, 10.0),
+    "motion_bucket_id": (int, 1, 255),
+    "frames": (int, 1, 128),
+    "steps": (int, 1, 200),
+    "fps": (int, 1, 60),
+    "noise_aug_strength": (float, 0.0, 1.0),
+    "min_guidance_scale": (float, 0.0, 10.0),
+    "decode_chunk_size": (int, 1, 128),
+}
+
+
+def _range_text(kind: type, low: float, high: float) -> str:
+    word = "an integer" if kind is int else "a number"
+    lo, hi = (int(low), int(high)) if kind is int else (low, high)
+    return f"{word} from {lo} to {hi}"
+
+
+def check_field(name: str, value: Any) -> int | float:
+    """``value`` as the field's type, or an error naming the field, the value and the range."""
+    kind, low, high = RANGES[name]
+    allowed = _range_text(kind, low, high)
+    if isinstance(value, bool):
+        raise InvalidInputError.for_field(name, value, allowed)
+    number: int | float
+    try:
+        if kind is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                number = int(value)
+            elif isinstance(value, str):
+                number = int(value.strip())
+            else:
+                number = int(value)
+        else:
+            number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError.for_field(name, value, allowed) from None
+    if kind is float and not math.isfinite(number):
+        raise InvalidInputError.for_field(name, value, allowed)
+    if not low <= number <= high:
+        raise InvalidInputError.for_field(name, value, allowed)
+    return number
+
+
+@dataclass(frozen=True, eq=False)
+class VideoRequest:
+    """An image and the numbers that say how to animate it.
+
+    ``image`` may be given as anything :func:`img2vid.images.load_image` reads; it is stored as an RGB
+    uint8 array of shape H×W×3. ``seed=0`` asks the engine for a random seed, which it reports in the
+    resulting :class:`~img2vid.video.Video`.
+    """
+
+    image: np.ndarray
+    seed: int = 0
+    cfg_scale: float = DEFAULT_CFG_SCALE
+    motion_bucket_id: int = DEFAULT_MOTION_BUCKET_ID
+    frames: int | None = None
+    steps: int | None = None
+    fps: int | None = None
+    noise_aug_strength: float | None = None
+    min_guidance_scale: float | None = None
+    decode_chunk_size: int | None = None
+    fit: FitMode = FitMode.CROP
+    #: Free-form extra options an engine may read; never validated here, never sent to a remote server.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "image", load_image(self.image))
+        for name in RANGES:
+            value = getattr(self, name)
+            if value is None:
+                if name in ("seed", "cfg_scale", "motion_bucket_id"):
+                    raise InvalidInputError.for_field(name, value, _range_text(*RANGES[name]))
+                continue
+            set_(self, name, check_field(name, value))
+        set_(self, "fit", parse_fit_mode(self.fit))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the input image."""
+        return image_size(self.image)
+
+    def fitted_image(self, rule: SizeRule) -> np.ndarray:
+        """The input image at a size ``rule`` accepts, fitted the way ``fit`` says."""
+        return fit_image(self.image, rule, self.fit)
+
+    def with_options(self, **changes: Any) -> VideoRequest:
+        """A copy with some fields changed, validated again."""
+        return replace(self, **changes)
+
+    def engine_options(self) -> dict[str, int | float]:
+        """The local-engine fields the caller set (those that are not ``None``)."""
+        names = ("frames", "steps", "fps", "noise_aug_strength", "min_guidance_scale", "decode_chunk_size")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("image", "extras") and getattr(self, f.name) is not None
+        )
+        width, height = self.size
+        return f"VideoRequest(image={width}x{height}, {shown})"
+
+    @classmethod
+    def from_image(cls, image: ImageInput, **options: Any) -> VideoRequest:
+        """The same as the constructor; reads better at call sites that pass a path or bytes."""
+        return cls(image=image, **options)
