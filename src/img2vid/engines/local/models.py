@@ -60,7 +60,10 @@ def load_components(model: str) -> Components:
         return _load_single_file(Path(model).expanduser())
     if kind == "hub":
         return _load_folder(_download(model), source=model)
-    raise ModelError(f"model {model!r} is not a file, a folder or a hub id (like {DEFAULT_MODEL}); {_WHAT_TO_DO}")
+    raise ModelError(
+        f"no such file or folder: {model} (a model is a hub id like {DEFAULT_MODEL}, a diffusers folder, "
+        f"a .safetensors checkpoint or 'tiny'); {_WHAT_TO_DO}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ hub
@@ -95,10 +98,14 @@ def _download(repo_id: str) -> Path:
             f"HF_TOKEN); check the name, or {_WHAT_TO_DO}"
         ) from error
     except LocalEntryNotFoundError as error:
+        gated = (
+            f"; it is gated, so first accept the licence at {licence} and set HF_TOKEN"
+            if repo_id.lower().startswith("stabilityai/stable-video-diffusion")
+            else ""
+        )
         raise ModelError(
             f"{repo_id} is not downloaded and the hub cannot be reached (offline, or HF_HUB_OFFLINE is set): "
-            f"download it once while online (`hf download {repo_id}`; it is gated, so accept the licence at "
-            f"{licence} and set HF_TOKEN first), or {_WHAT_TO_DO}"
+            f"download it once while online (`hf download {repo_id}`{gated}), or {_WHAT_TO_DO}"
         ) from error
     except HFValidationError as error:
         raise ModelError(f"{repo_id!r} is not a valid hub id; {_WHAT_TO_DO}") from error
