@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         device_name = f"CPU ({platform.processor() or platform.machine()})"
         make = build_tiny
         notes.append(
-            "Smoke form: the tiny random model on the CPU, so these timings say nothing about GPU speed. "
+            "Smoke form: the tiny random model on the CPU, so these timings say nothing about GPU speed, and on a "
+            "shared CPU they vary by several times from run to run. "
             + (
                 "No CUDA GPU was available where this file was written; the full form "
                 "(`python bench/engine.py` on a GPU) replaces it with full-size SVD-XT figures."

@@ -13,12 +13,15 @@ pytest.importorskip("diffusers")
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "engine.py"
 
 
-def test_smoke_benchmark_writes_both_contenders_and_parity(tmp_path: Path) -> None:
+def test_smoke_benchmark_writes_both_contenders_and_parity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
     import torch
 
     spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     out = tmp_path / "engine.md"
     assert module.main(["--smoke", "--repeats", "1", "--out", str(out)]) == 0
