@@ -271,3 +271,20 @@ def test_gpu_half_precision_follows_fp32_closely() -> None:
     assert gpu.frames.shape == cpu.frames.shape
     # Different devices draw different noise for one seed: compare statistics, not pixels.
     assert abs(float(gpu.frames.mean()) - float(cpu.frames.mean())) < 40
+
+
+def test_half_precision_prefers_a_folders_fp16_files(engine: LocalEngine, tmp_path) -> None:
+    import copy
+
+    parts = engine.load()
+    marked_unet = copy.deepcopy(parts.unet)
+    with torch.no_grad():
+        marked_unet.conv_in.bias.fill_(0.5)
+    for name, part in (("unet", parts.unet), ("vae", parts.vae), ("image_encoder", parts.image_encoder), ("scheduler", parts.scheduler)):
+        part.save_pretrained(tmp_path / name)
+    for name, part in (("unet", marked_unet), ("vae", parts.vae), ("image_encoder", parts.image_encoder)):
+        part.save_pretrained(tmp_path / name, variant="fp16")
+    half = LocalEngine(str(tmp_path), device="cpu", dtype="bfloat16").load()
+    full = LocalEngine(str(tmp_path), device="cpu", dtype="float32").load()
+    assert torch.all(half.unet.conv_in.bias == 0.5) and half.unet.dtype == torch.bfloat16
+    assert not torch.all(full.unet.conv_in.bias == 0.5) and full.unet.dtype == torch.float32

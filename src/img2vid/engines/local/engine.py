@@ -100,7 +100,7 @@ class LocalEngine:
             return self._parts
         with self._load_lock:
             if self._parts is None:
-                parts = load_components(self.model)
+                parts = load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16))
                 weight_bytes = _weight_bytes(parts, self.dtype)
                 self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
                 self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)

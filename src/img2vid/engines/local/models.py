@@ -47,19 +47,23 @@ def describe_model(model: str) -> str:
     return "path"
 
 
-def load_components(model: str) -> Components:
-    """The model's components on the CPU in their stored dtype (placement is a separate step)."""
+def load_components(model: str, *, half: bool = False) -> Components:
+    """The model's components on the CPU (placement is a separate step).
+
+    ``half``: the engine will run in fp16/bf16, so a hub model's fp16 files are enough (half the
+    download), and a folder's fp16 files are preferred where it has them.
+    """
     kind = describe_model(model)
     if kind == "tiny":
         from .tiny import build_tiny
 
         return build_tiny()
     if kind == "folder":
-        return _load_folder(Path(model).expanduser(), source=model)
+        return _load_folder(Path(model).expanduser(), source=model, half=half)
     if kind == "checkpoint":
         return _load_single_file(Path(model).expanduser())
     if kind == "hub":
-        return _load_folder(_download(model), source=model)
+        return _load_folder(_download(model, half=half), source=model, half=half)
     raise ModelError(
         f"no such file or folder: {model} (a model is a hub id like {DEFAULT_MODEL}, a diffusers folder, "
         f"a .safetensors checkpoint or 'tiny'); {_WHAT_TO_DO}"
@@ -69,8 +73,20 @@ def load_components(model: str) -> Components:
 # ------------------------------------------------------------------------------------------------ hub
 
 
-def _download(repo_id: str) -> Path:
+def _download(repo_id: str, *, half: bool = False) -> Path:
     """The cached snapshot of a hub model, downloading it if allowed (only the files SVD needs)."""
+    if half:
+        folder = _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.fp16.safetensors"], [])
+        if _fp16_variant(folder):
+            return folder
+    return _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.safetensors"], ["*.fp16.safetensors"])
+
+
+def _fp16_variant(folder: Path) -> bool:
+    return all(any((folder / sub).glob("*.fp16.safetensors")) for sub in ("unet", "vae", "image_encoder"))
+
+
+def _snapshot(repo_id: str, allow: list[str], ignore: list[str]) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -82,11 +98,7 @@ def _download(repo_id: str) -> Path:
 
     licence = f"https://huggingface.co/{repo_id}"
     try:
-        folder = snapshot_download(
-            repo_id,
-            allow_patterns=["model_index.json", "*/*.json", "*/*.safetensors"],
-            ignore_patterns=["*.fp16.safetensors"],
-        )
+        folder = snapshot_download(repo_id, allow_patterns=allow, ignore_patterns=ignore or None)
     except GatedRepoError as error:
         raise ModelError(
             f"{repo_id} is gated: accept its licence at {licence} with your Hugging Face account, then log in "
@@ -120,7 +132,7 @@ def _download(repo_id: str) -> Path:
 # --------------------------------------------------------------------------------------------- folder
 
 
-def _load_folder(folder: Path, *, source: str) -> Components:
+def _load_folder(folder: Path, *, source: str, half: bool = False) -> Components:
     missing = [name for name in _SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
     if missing:
         raise ModelError(
@@ -131,10 +143,11 @@ def _load_folder(folder: Path, *, source: str) -> Components:
     from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionModelWithProjection
 
+    variant = "fp16" if half and _fp16_variant(folder) else None
     try:
-        unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet")
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae")
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder")
+        unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet", variant=variant)
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae", variant=variant)
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder", variant=variant)
         scheduler = EulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
