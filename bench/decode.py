@@ -37,7 +37,7 @@ def make_clip() -> bytes:
     """A 25-frame clip with motion and texture, so the decoder does real work."""
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    texture = rng.integers(0, 40, size=(HEIGHT, WIDTH), dtype=np.int16)
+    texture = rng.integers(0, 12, size=(HEIGHT, WIDTH), dtype=np.int16)  # film-grain-like detail
     frames = np.empty((FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
     for t in range(FRAMES):
         shift = x + 12 * t
