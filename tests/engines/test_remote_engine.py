@@ -495,3 +495,34 @@ def test_log_lines_that_carry_the_key_are_masked(
     messages = [record.getMessage() for record in caplog.records if record.name == logger]
     assert len(messages) == 2
     assert all(KEY not in m and "********" in m for m in messages)
+
+
+def test_redact_masks_url_passwords_and_authorization_values() -> None:
+    from img2vid.engines.remote import redact
+
+    assert redact("http://me:hunter22@host:8000/x") == "http://me:********@host:8000/x"
+    assert redact("'authorization': 'Bearer abc.def'") == "'authorization': 'Bearer ********'"
+    assert redact("x-api-key=zzz9") == "x-api-key=********"
+    assert repr(RemoteEngine("http://me:hunter22@127.0.0.1:9", KEY)).count("hunter22") == 0
+
+
+def test_retry_after_in_every_spelling() -> None:
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from img2vid.engines.remote._http import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    in_20_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
+    assert 17 <= retry_after_seconds({"retry-after": in_20_s}) <= 20  # type: ignore[operator]
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
+    policy = RetryPolicy(initial_delay=0.5, max_delay=8.0, jitter=0.25)
+    for retry, full in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [policy.backoff(retry) for _ in range(50)]
+        assert all(0.75 * full <= d <= full for d in delays)
+        assert len(set(delays)) > 1  # jittered, so many clients do not retry in step

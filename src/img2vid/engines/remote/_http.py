@@ -230,8 +230,13 @@ class Sender:
                     raise deadline.error() from exc
                 may_have_arrived = not isinstance(exc, _NEVER_SENT)
                 if may_have_arrived and not idempotent:
+                    happened = (
+                        "did not answer in time"
+                        if isinstance(exc, httpx.TimeoutException)
+                        else "broke the connection"
+                    )
                     raise errors.ConnectionFailedError(
-                        f"the connection to {redact(self.base_url)} broke after the request to {what} was sent "
+                        f"{redact(self.base_url)} {happened} after the request to {what} was sent "
                         f"({type(exc).__name__}); not sending it again, because the server may already have "
                         "started (and charged for) the job"
                     ) from exc
