@@ -526,3 +526,12 @@ def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
         delays = [policy.backoff(retry) for _ in range(50)]
         assert all(0.75 * full <= d <= full for d in delays)
         assert len(set(delays)) > 1  # jittered, so many clients do not retry in step
+
+
+def test_a_submit_left_unanswered_is_not_sent_again(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.submit(Answer(status=200, body=b'{"id": "late"}', delay=1.5))
+    with pytest.raises(errors.DeadlineExceededError, match="no answer"):
+        make_engine(timeout=0.5, max_retries=5).generate(request_)
+    assert len(fake_protocol_server.submits) == 1
