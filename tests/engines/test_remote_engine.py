@@ -535,3 +535,15 @@ def test_a_submit_left_unanswered_is_not_sent_again(
     with pytest.raises(errors.DeadlineExceededError, match="no answer"):
         make_engine(timeout=0.5, max_retries=5).generate(request_)
     assert len(fake_protocol_server.submits) == 1
+
+
+def test_a_slow_submit_still_reports_the_time_going_by(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.submit(Answer(status=200, headers={"content-type": "application/json"},
+                                       body=f'{{"id": "{JOB_ID}"}}'.encode(), delay=1.3))  # fmt: skip
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    seen: list[str] = []
+    make_engine().generate(request_, progress=lambda f, text: seen.append(text))
+    assert seen[0].startswith("uploading 1024x576 image")
+    assert any(text.startswith("uploading") and text.endswith(", 1 s") for text in seen)
