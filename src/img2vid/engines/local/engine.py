@@ -22,7 +22,7 @@ from ..base import CancelCheck, ProgressCallback
 from .components import Components
 from .configs import SVD_MAX_PIXELS
 from .device import choose_device, choose_dtype, choose_offload, free_memory, plan_memory
-from .models import DEFAULT_MODEL, describe_model, load_components, model_scale, place_components
+from .models import DEFAULT_MODEL, load_components, model_scale, place_components
 from .pipeline import Placement, SVDParams, run_svd
 
 __all__ = ["LocalEngine", "DEFAULT_FPS", "DEFAULT_NOISE_AUG", "DEFAULT_MIN_GUIDANCE"]
@@ -105,11 +105,6 @@ class LocalEngine:
                 self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
                 self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
         return self._parts
-
-    @property
-    def kind(self) -> str:
-        """``tiny``, ``folder``, ``checkpoint`` or ``hub``."""
-        return describe_model(self.model)
 
     # ------------------------------------------------------------------ generating
 
