@@ -107,7 +107,7 @@ def _snapshot(repo_id: str, allow: list[str], ignore: list[str]) -> Path:
     except RepositoryNotFoundError as error:
         raise ModelError(
             f"no model {repo_id!r} on the Hugging Face hub (or it is private: log in with `hf auth login` or set "
-            f"HF_TOKEN); check the name, or {_WHAT_TO_DO}"
+            f"HF_TOKEN), and no folder or file of that name here; check the name, or {_WHAT_TO_DO}"
         ) from error
     except LocalEntryNotFoundError as error:
         gated = (
@@ -116,7 +116,8 @@ def _snapshot(repo_id: str, allow: list[str], ignore: list[str]) -> Path:
             else ""
         )
         raise ModelError(
-            f"{repo_id} is not downloaded and the hub cannot be reached (offline, or HF_HUB_OFFLINE is set): "
+            f"{repo_id} is not a folder or file here, nor downloaded, and the hub cannot be reached (offline, or "
+            "HF_HUB_OFFLINE is set): "
             f"download it once while online (`hf download {repo_id}`{gated}), or {_WHAT_TO_DO}"
         ) from error
     except HFValidationError as error:
