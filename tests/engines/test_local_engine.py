@@ -172,7 +172,7 @@ def test_out_of_memory_becomes_a_service_error(engine: LocalEngine, monkeypatch:
     monkeypatch.setattr(engine_module, "run_svd", explode)
     with pytest.raises(ServiceError) as info:
         engine.generate(_request())
-    assert "out of memory" in str(info.value) and "--decode-chunk" in str(info.value)
+    assert "out of memory" in str(info.value) and "decode chunk" in str(info.value)
 
 
 @pytest.mark.parametrize(
