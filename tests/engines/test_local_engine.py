@@ -126,8 +126,7 @@ def test_other_sizes_are_fitted_to_multiples_of_64_within_the_budget(engine: Loc
     assert width % 64 == 0 and height % 64 == 0 and width * height <= 1024 * 576
     assert rule.target_for(512, 320) == (512, 320)
     # generate() fits with the request's fit mode: a smaller budget keeps this fast.
-    small = LocalEngine("tiny", device="cpu")
-    small._parts = engine.load()
+    small = LocalEngine.from_components(engine.load(), device="cpu")
     small.size_rule = MultipleOf(64, max_pixels=128 * 128)
     video = small.generate(_request(image=np.full((100, 150, 3), 128, np.uint8)))
     assert (video.width, video.height) == small.size_rule.target_for(150, 100)
