@@ -99,6 +99,13 @@ def test_progress_per_step_then_per_decode_chunk(engine: LocalEngine) -> None:
     assert all(f is not None and 0 < f <= 1 for f in fractions)
 
 
+def test_first_run_reports_loading_before_the_steps() -> None:
+    events: list[tuple[float | None, str]] = []
+    LocalEngine("tiny", device="cpu").generate(_request(), progress=lambda f, t: events.append((f, t)))
+    assert events[0] == (None, "loading model tiny")
+    assert [t for _, t in events[1:3]] == ["step 1/2", "step 2/2"]
+
+
 def test_cancel_between_steps_stops_the_run(engine: LocalEngine) -> None:
     stop = threading.Event()
     events: list[str] = []

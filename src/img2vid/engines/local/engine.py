@@ -115,6 +115,8 @@ class LocalEngine:
         cancel: CancelCheck | None = None,
     ) -> Video:
         """Make the video; see the README's "The local engine" for what each number means."""
+        if self._parts is None and progress is not None:
+            progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
         parts = self.load()
         image = request.fitted_image(self.size_rule)
         height, width = image.shape[:2]
