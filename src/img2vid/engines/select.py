@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..config import ENV_BASE_URL, STABILITY_BASE_URL, RemoteSettings
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ModelError
 from .base import Engine
 
 __all__ = ["choose_engine", "ENGINE_CHOICES"]
@@ -22,6 +22,22 @@ def _uses_remote_by_default() -> bool:
     if os.environ.get(ENV_BASE_URL, "").strip():
         return True
     return RemoteSettings.resolve().api_key is not None
+
+
+LOCAL_INSTALL_HINT = (
+    "the local engine needs torch and diffusers, which are not installed: "
+    "pip install torch==2.13.0 'img2vid[local]' (or your CUDA build of torch), "
+    "or use a server with --engine URL / IMG2VID_BASE_URL"
+)
+
+
+def _local_engine(model: str | None, *, device: str | None, dtype: str | None) -> Engine:
+    """The shared local engine; a missing torch or diffusers is an install hint, not a traceback."""
+    try:
+        from .local import DEFAULT_MODEL, LocalEngine
+    except ImportError as exc:
+        raise ModelError(LOCAL_INSTALL_HINT) from exc
+    return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype)
 
 
 def choose_engine(
@@ -42,9 +58,7 @@ def choose_engine(
             allowed=ENGINE_CHOICES,
         )
     if kind.lower() == "local" or model is not None or (not kind and not _uses_remote_by_default()):
-        from .local import DEFAULT_MODEL, LocalEngine
-
-        return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype)
+        return _local_engine(model, device=device, dtype=dtype)
 
     from .remote import RemoteEngine
 

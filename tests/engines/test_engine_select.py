@@ -1,0 +1,51 @@
+"""Engine choice: what the CLI and the nodes get for each combination of --engine, --model and config."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from img2vid.engines.select import choose_engine
+from img2vid.errors import InvalidInputError, ModelError
+
+
+def test_a_configured_server_means_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.engines.remote import RemoteEngine
+
+    monkeypatch.setenv("IMG2VID_BASE_URL", "http://127.0.0.1:9")
+    engine = choose_engine()
+    assert isinstance(engine, RemoteEngine)
+    engine.close()
+
+
+def test_an_explicit_url_means_remote() -> None:
+    from img2vid.engines.remote import RemoteEngine
+
+    engine = choose_engine("http://127.0.0.1:9")
+    assert isinstance(engine, RemoteEngine)
+    engine.close()
+
+
+def test_nothing_configured_means_the_local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.engines.local import LocalEngine
+
+    assert isinstance(choose_engine(model="tiny"), LocalEngine)
+    assert isinstance(choose_engine("local", "tiny"), LocalEngine)
+
+
+@pytest.mark.parametrize(("engine", "model", "message"), [
+    ("ftp://example", None, "stability, local, or a server URL"),
+    ("http://127.0.0.1:9", "tiny", "--model picks the local engine"),
+])
+def test_contradictions_and_unknown_engines_are_named(engine: str, model: str | None, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message) as caught:
+        choose_engine(engine, model)
+    assert caught.value.field == "engine"
+
+
+def test_missing_local_packages_give_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes the import fail exactly as it does without torch installed.
+    monkeypatch.setitem(sys.modules, "img2vid.engines.local", None)
+    with pytest.raises(ModelError, match=r"pip install torch==2\.13\.0 'img2vid\[local\]'"):
+        choose_engine(model="tiny")
