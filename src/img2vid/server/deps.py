@@ -16,6 +16,7 @@ from .keys import KeyChecker
 from .metrics import ServerMetrics
 from .ratelimit import RateLimiter
 from .settings import ServerSettings
+from .statuscache import StatusCache
 from .store import JobStore
 
 __all__ = ["ServerState", "StateDep", "OwnerDep", "get_state"]
@@ -31,6 +32,7 @@ class ServerState:
     limiter: RateLimiter
     dispatcher: Dispatcher
     metrics: ServerMetrics
+    statuses: StatusCache
 
 
 def get_state(request: Request) -> ServerState:

@@ -80,8 +80,11 @@ class EmbeddedDispatcher:
         workers: int = 1,
         result_ttl: float = 24 * 3600.0,
         metrics: ServerMetrics | None = None,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        #: Called with a job id after each change this dispatcher makes to it (the status cache listens).
+        self.on_change = on_change or (lambda _job_id: None)
         self.engine_factory = engine_factory
         self.workers = workers
         self.result_ttl = result_ttl
@@ -145,6 +148,7 @@ class EmbeddedDispatcher:
                 last_write[0], last_write[1] = now, fraction
                 try:
                     self.store.set_progress(job.id, max(0.0, min(0.99, float(fraction))))
+                    self.on_change(job.id)
                 except Exception:  # noqa: BLE001 - progress is a hint; the job goes on
                     log.debug("progress write failed", exc_info=True)
 
@@ -170,6 +174,7 @@ class EmbeddedDispatcher:
             _free_accelerator_memory()
             self._fail(job.id, 500, "internal_error", _engine_failure_message(error))
         finally:
+            self.on_change(job.id)
             if self.metrics is not None and outcome != "requeued":
                 self.metrics.job_duration.labels(outcome=outcome).observe(time.monotonic() - started)
 

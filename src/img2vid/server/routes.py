@@ -129,10 +129,12 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         state.metrics.jobs_submitted.inc()
         return SubmitAnswer(id=job_id)
 
-    def result(id: str, request: Request, state: StateDep, owner: OwnerDep) -> Response:
+    async def result(id: str, request: Request, state: StateDep, owner: OwnerDep) -> Response:
+        # async, and answered from the status cache when it can: the hot path of a polling client.
         if not _JOB_ID.match(id):
             raise _not_found()
-        status = _visible(state.store.status(id), owner)
+        cached = state.statuses.cached(id)
+        status = _visible(cached if cached is not None else await run_in_threadpool(state.statuses.load, id), owner)
         if status.status == FAILED:
             body = error_body(status.error_name or "internal_error", [status.error_message or "the job failed"])
             return JSONResponse(body, status_code=status.error_status or 500)
@@ -143,7 +145,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
                 status_code=202,
                 headers={"retry-after": str(_retry_after(status, settings.retry_after, settings.retry_after_max))},
             )
-        stored = state.store.result(id)
+        stored = await run_in_threadpool(state.store.result, id)
         if stored is None:  # removed between the two reads
             raise _not_found()
         if wants_json(request.headers.get("accept")):

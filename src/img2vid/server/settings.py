@@ -64,6 +64,8 @@ class ServerSettings(BaseSettings):
     retry_after_max: int = Field(default=10, ge=1)
     #: Seconds a valid key stays cached; a revoked key stops working within this time.
     key_cache_seconds: float = Field(default=5.0, ge=0)
+    #: Seconds a job's status may be answered from memory (jobs run by other processes look this stale).
+    status_cache_seconds: float = Field(default=0.25, ge=0)
 
     def store_url(self) -> str:
         """The store's SQLAlchemy URL."""
