@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from support.fake_protocol import FakeProtocolServer
 
 
 def _has_cuda() -> bool:
@@ -30,3 +33,13 @@ def _isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     for name in ("IMG2VID_BASE_URL", "IMG2VID_API_KEY", "STABILITY_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake_protocol_server() -> Iterator[FakeProtocolServer]:
+    """A started scripted protocol server on 127.0.0.1 (see tests/support/fake_protocol.py)."""
+    server = FakeProtocolServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
