@@ -1,0 +1,89 @@
+"""Keeping API keys out of every text the remote engine (and httpx under it) produces.
+
+A key given to :func:`register_secret` is replaced by ``********`` in log records of img2vid's and httpx's
+loggers, and :func:`redact` does the same for any text img2vid builds from what a server sent (an error
+body that echoes the authorization header, say). This module must never log, print or store a key
+anywhere but the in-memory set it redacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+__all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "install_log_filter", "REDACTED_LOGGERS"]
+
+MASK = "********"
+
+#: Loggers whose records pass through the filter. Filters on a logger see only the records logged on that
+#: very logger, not its children's, so httpcore's children are named one by one.
+REDACTED_LOGGERS = (
+    "img2vid",
+    "img2vid.remote",
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+)
+
+#: ``authorization: Bearer xyz`` and friends, whatever the key: a header value is never worth showing.
+_AUTH_HEADER = re.compile(
+    r"""(?P<name>(?:authorization|x-api-key|api[_-]?key)["']?\s*[:=]\s*["']?)(?P<scheme>bearer\s+)?(?P<value>[^\s"',;}\]]+)""",
+    re.IGNORECASE,
+)
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_installed = False
+
+
+def register_secret(secret: str | None) -> None:
+    """Redact ``secret`` from now on. Very short strings are ignored: masking them would mangle text."""
+    if secret and len(secret) >= 4:
+        with _lock:
+            _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and every authorization-like header value masked."""
+    if not text:
+        return text
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _AUTH_HEADER.sub(lambda m: m.group("name") + (m.group("scheme") or "") + MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with secrets masked; never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logger's problem, not a reason to leak
+            return True
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_filter() -> None:
+    """Attach the filter to img2vid's and httpx's loggers, once per process."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

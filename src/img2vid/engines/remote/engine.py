@@ -1,0 +1,319 @@
+"""``RemoteEngine``: the image-to-video protocol (PROTOCOL.md) over httpx, as an img2vid engine.
+
+It is the only remote client in img2vid: the CLI, the ComfyUI nodes and library users all reach
+Stability's service or an img2vid server through it. ``generate`` reads top to bottom: fit and encode the
+image, submit once, poll until done, read the result. The retry policy lives in ``_http``, the polling
+loop in ``_polling``, the status-to-error mapping in ``_errors``, the result forms in ``_result``.
+
+It must never send a second submit once the first may have reached the server (each is a paid job on the
+hosted service), never hand over a filtered result, and never let the API key reach a log record, an
+exception, a repr or a progress text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import re
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from ... import __version__, errors
+from ...config import is_stability_url, load_config, missing_key_message, resolve_api_key, resolve_base_url
+from ...fitting import PROTOCOL_SIZES, FixedSizes
+from ...request import VideoRequest
+from ...video import Video
+from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
+from ._errors import error_from_response
+from ._http import DEFAULT_RETRY_POLICY, Deadline, RetryPolicy, Sender
+from ._polling import poll_until_done, wait_with_ticks
+from ._redact import MASK, install_log_filter, redact, register_secret
+from ._result import video_from_response
+
+__all__ = ["RemoteEngine", "ROUTES", "DEFAULT_TIMEOUT", "default_poll_interval"]
+
+log = logging.getLogger("img2vid.remote")
+
+ApiVersion = Literal["v2beta", "v2alpha"]
+
+#: Route generation -> (submit path, result path with ``{id}``).
+ROUTES: dict[str, tuple[str, str]] = {
+    "v2beta": ("/v2beta/image-to-video", "/v2beta/image-to-video/result/{id}"),
+    "v2alpha": ("/v2alpha/generation/image-to-video", "/v2alpha/generation/image-to-video/result/{id}"),
+}
+
+#: Total time one generation may take, submit to result, unless the caller says otherwise.
+DEFAULT_TIMEOUT = 600.0
+#: Stability asked clients to poll no more than once every 10 seconds; an img2vid server is happy with 1.
+STABILITY_POLL_INTERVAL = 10.0
+SERVER_POLL_INTERVAL = 1.0
+#: The protocol's limit on each ``stability-client-*`` header.
+MAX_CLIENT_HEADER = 256
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def default_poll_interval(base_url: str) -> float:
+    return STABILITY_POLL_INTERVAL if is_stability_url(base_url) else SERVER_POLL_INTERVAL
+
+
+def _positive(name: str, value: float, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise errors.InvalidInputError.for_field(name, value, allowed)
+    return float(value)
+
+
+def _client_header(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) > MAX_CLIENT_HEADER or any(c in text for c in "\r\n") or not text.isprintable():
+        raise errors.InvalidInputError.for_field(
+            name, text, f"printable text of at most {MAX_CLIENT_HEADER} characters"
+        )
+    return text
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _number(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+class RemoteEngine:
+    """A client of Stability's image-to-video protocol: the hosted service or any img2vid server.
+
+    The URL and key come from the arguments, then ``$IMG2VID_BASE_URL`` / ``$IMG2VID_API_KEY`` (and
+    ``$STABILITY_API_KEY`` for Stability's URL), then ``base_url`` / ``api_key`` in the config file.
+    ``timeout`` bounds a whole generation; ``poll_interval`` is the pause between polls when the server
+    gives no ``Retry-After`` (default 10 s for Stability, 1 s elsewhere); ``max_retries`` bounds the
+    retries of each request. ``transport`` replaces httpx's network transport (tests, proxies).
+    """
+
+    size_rule: FixedSizes = PROTOCOL_SIZES
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        poll_interval: float | None = None,
+        max_retries: int = DEFAULT_RETRY_POLICY.max_retries,
+        client_id: str | None = None,
+        user_id: str | None = None,
+        version: str | None = None,
+        api_version: ApiVersion = "v2beta",
+        transport: httpx.BaseTransport | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        install_log_filter()
+        register_secret(api_key)
+        config = load_config()
+        self.base_url = resolve_base_url(base_url, config)
+        key = resolve_api_key(api_key, self.base_url, config)
+        register_secret(key)
+        if key is None and self.is_stability:
+            raise errors.AuthenticationError(missing_key_message(self.base_url))
+        self._api_key = key
+        self.timeout = _positive("timeout", timeout, "a number of seconds above 0")
+        if poll_interval is None:
+            self.poll_interval = default_poll_interval(self.base_url)
+        elif isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool) and 0 <= poll_interval < math.inf:
+            self.poll_interval = float(poll_interval)
+        else:
+            raise errors.InvalidInputError.for_field("poll_interval", poll_interval, "a number of seconds, 0 or more")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
+            raise errors.InvalidInputError.for_field("max_retries", max_retries, "an integer from 0 to 10")
+        if api_version not in ROUTES:
+            raise errors.InvalidInputError.for_field("api_version", api_version, "v2beta or v2alpha")
+        self.api_version: ApiVersion = api_version
+        policy = retry_policy or DEFAULT_RETRY_POLICY
+        self.retry_policy = RetryPolicy(
+            max_retries=max_retries,
+            initial_delay=policy.initial_delay,
+            max_delay=policy.max_delay,
+            jitter=policy.jitter,
+            max_retry_after=policy.max_retry_after,
+        )
+
+        headers = {"user-agent": f"img2vid/{__version__}", "accept": "video/*"}
+        for name, value in (
+            ("stability-client-id", _client_header("client_id", client_id)),
+            ("stability-client-user-id", _client_header("user_id", user_id)),
+            ("stability-client-version", _client_header("version", version)),
+        ):
+            if value is not None:
+                headers[name] = value
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        try:
+            self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise errors.InvalidInputError.for_field("base_url", self.base_url, "an http:// or https:// URL") from exc
+        self._sender = Sender(self._client, self.retry_policy, self.base_url)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def is_stability(self) -> bool:
+        """Whether this engine talks to Stability's hosted service (which gets only documented fields)."""
+        return is_stability_url(self.base_url)
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._api_key is not None
+
+    def __repr__(self) -> str:
+        key = "None" if self._api_key is None else repr(MASK)
+        return f"RemoteEngine(base_url={redact(self.base_url)!r}, api_key={key}, api_version={self.api_version!r})"
+
+    def __getstate__(self) -> Any:
+        raise TypeError("a RemoteEngine holds an open connection and an API key; build a new one instead")
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def form_fields(self, request: VideoRequest) -> dict[str, str]:
+        """The form fields sent with the image: the protocol's three, plus (to an img2vid server only)
+        the local-engine options the caller set."""
+        fields = {
+            "seed": _number(request.seed),
+            "cfg_scale": _number(request.cfg_scale),
+            "motion_bucket_id": _number(request.motion_bucket_id),
+        }
+        if not self.is_stability:
+            fields.update({name: _number(value) for name, value in request.engine_options().items()})
+        return fields
+
+    # ------------------------------------------------------------------ the job
+
+    def generate(
+        self,
+        request: VideoRequest,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> Video:
+        """Submit the request once, poll until the video is ready, and return it."""
+        raise_if_cancelled(cancel)
+        job: dict[str, str] = {}
+        deadline = Deadline(self.timeout, lambda: self._deadline_message(job.get("id")))
+
+        def tell(fraction: float | None, text: str) -> None:
+            if progress is not None:
+                progress(fraction, redact(text))
+
+        # 1. Fit the image to the protocol's sizes and encode it as PNG.
+        image = request.fitted_image(self.size_rule)
+        height, width = image.shape[:2]
+        png = _png(image)
+        fields = self.form_fields(request)
+
+        # 2. Submit, exactly once unless the request surely never arrived.
+        submit_path, result_path = ROUTES[self.api_version]
+        tell(None, f"uploading {width}x{height} image ({len(png) // 1024} KiB)")
+
+        def build_submit(timeout: httpx.Timeout) -> httpx.Request:
+            return self._client.build_request(
+                "POST",
+                submit_path,
+                data=fields,
+                files={"image": ("image.png", png, "image/png")},
+                headers={"accept": "application/json"},
+                timeout=timeout,
+            )
+
+        answer = self._sender.send(
+            build_submit,
+            idempotent=False,
+            deadline=deadline,
+            cancel=cancel,
+            what="submit the job",
+            on_wait=lambda delay, text: tell(None, text),
+        )
+        if answer.status_code != 200:
+            raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
+        job_id = self._job_id(answer)
+        job["id"] = job_id
+        log.info("job %s submitted to %s", job_id, redact(self.base_url))
+
+        # 3. Poll until the result is ready.
+        def build_poll(timeout: httpx.Timeout) -> httpx.Request:
+            return self._client.build_request("GET", result_path.format(id=job_id), timeout=timeout)
+
+        def fetch() -> httpx.Response:
+            return self._sender.send(
+                build_poll,
+                idempotent=True,
+                deadline=deadline,
+                cancel=cancel,
+                what=f"fetch the result of job {job_id}",
+                on_wait=lambda delay, text: tell(None, text),
+            )
+
+        tell(None, "submitted; waiting for the server")
+        wait_with_ticks(
+            min(self.poll_interval, max(0.0, deadline.remaining())),
+            cancel,
+            lambda: tell(None, f"running on the server ({deadline.elapsed():.0f} s)"),
+        )
+        try:
+            result = poll_until_done(
+                fetch,
+                interval=self.poll_interval,
+                deadline=deadline,
+                cancel=cancel,
+                progress=tell,
+                on_error=lambda response: error_from_response(
+                    response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
+                ),
+            )
+        except errors.CancelledError:
+            log.info("stopped waiting for job %s; the server may still finish it", job_id)
+            raise
+
+        # 4. Read the video, in whichever form the server sent it.
+        video = video_from_response(result, fallback_seed=request.seed or None)
+        log.info(
+            "job %s done in %.1f s: %d frames at %g fps", job_id, deadline.elapsed(), video.num_frames, video.fps
+        )
+        tell(1.0, f"done in {deadline.elapsed():.0f} s")
+        return video
+
+    def _job_id(self, answer: httpx.Response) -> str:
+        """The id in a 200 answer to the submit; anything else is an error, never a reason to submit again."""
+        try:
+            payload = json.loads(answer.content)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        job_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise errors.ServiceError(
+                "the server accepted the job but its answer has no readable job id; not submitting again, "
+                "because the server may already have started (and charged for) the job",
+                status=answer.status_code,
+            )
+        return job_id
+
+    def _deadline_message(self, job_id: str | None) -> str:
+        if job_id is None:
+            return f"no answer from {redact(self.base_url)} within the {self.timeout:g} s allowed"
+        return (
+            f"job {job_id} did not finish within the {self.timeout:g} s allowed; it may still finish on the "
+            "server (results are kept for 24 hours): allow more time with a longer timeout"
+        )
