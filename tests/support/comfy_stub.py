@@ -33,6 +33,8 @@ class ComfyStub:
     texts: list[tuple[str, str | None]] = field(default_factory=list)
     videos: list[Any] = field(default_factory=list)
     modules: dict[str, types.ModuleType] = field(default_factory=dict)
+    #: The id ComfyUI's execution context reports for the running node (nodes without a hidden id use it).
+    executing_node: str | None = "5"
     _flag: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -124,7 +126,22 @@ def install(with_video: bool = False) -> ComfyStub:
 
     server.PromptServer = PromptServer
 
-    stub.modules = {"comfy": comfy, "comfy.utils": utils, "comfy.model_management": mm, "server": server}
+    execution = types.ModuleType("comfy_execution")
+    execution.__path__ = []
+    execution_utils = types.ModuleType("comfy_execution.utils")
+    execution_utils.get_executing_context = lambda: (
+        types.SimpleNamespace(node_id=stub.executing_node) if stub.executing_node is not None else None
+    )
+    execution.utils = execution_utils
+
+    stub.modules = {
+        "comfy": comfy,
+        "comfy.utils": utils,
+        "comfy.model_management": mm,
+        "server": server,
+        "comfy_execution": execution,
+        "comfy_execution.utils": execution_utils,
+    }
 
     if with_video:
         api = types.ModuleType("comfy_api")

@@ -207,19 +207,25 @@ class NodeRun:
     # -- callbacks handed to the engine
 
     def cancel(self) -> bool:
-        """True once the user pressed Cancel; also refreshes the elapsed-time text while no fraction is known."""
+        """True once the user pressed Cancel.
+
+        Engines call this at least every second, so it also keeps the node's text alive: while the engine
+        has said nothing for a second and gives no fraction, the text shows the time elapsed.
+        """
         if self._stopped or _interrupted():
             self._stopped = True
             return True
-        if not self._fraction_known and self.clock() - self._last_text_at >= TEXT_INTERVAL:
-            self._text("working")
+        now = self.clock()
+        if not self._fraction_known and now - self._last_text_at >= TEXT_INTERVAL:
+            self._text(f"working · {now - self._started:.0f} s elapsed")
         return False
 
     def progress(self, fraction: float | None, text: str) -> None:
         if fraction is not None:
             self._fraction_known = True
             self._set_bar(max(0.0, min(1.0, float(fraction))))
-        self._text(text or "working")
+        if text:
+            self._text(text)
 
     # -- internals
 
@@ -227,11 +233,9 @@ class NodeRun:
         return f"video {self._job + 1}/{self.jobs}: " if self.jobs > 1 else ""
 
     def _text(self, text: str) -> None:
-        now = self.clock()
-        self._last_text_at = now
+        self._last_text_at = self.clock()
         if self._send_text is not None:
-            line = f"{self._prefix()}{text} · {now - self._started:.0f} s elapsed"
-            self._send_text(_scrub(line, self.secrets))
+            self._send_text(_scrub(self._prefix() + text, self.secrets))
 
     def _set_bar(self, fraction: float) -> None:
         if self._bar is None:
