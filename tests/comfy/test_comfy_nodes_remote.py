@@ -196,3 +196,8 @@ def test_own_node_names_the_field_of_a_bad_value(fake_protocol_server, comfy_stu
     with pytest.raises(NodeError, match="fit must be one of"):
         Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server=fake_protocol_server.url, fit="zoom")
     assert fake_protocol_server.requests == []
+
+
+def test_an_old_workflow_with_nothing_configured_says_what_to_set(comfy_stub):
+    with pytest.raises(NodeError, match="set IMG2VID_BASE_URL to an img2vid server"):
+        SaltAIStableVideoDiffusion().generate_video(comfy_image(1024, 576), "", 0, 2.5, 40)

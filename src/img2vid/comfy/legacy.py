@@ -17,9 +17,9 @@ import logging
 import math
 from typing import Any
 
-from ..config import is_stability_url, resolve_api_key, resolve_base_url
+from ..config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, resolve_api_key, resolve_base_url
 from ..engines.select import choose_engine
-from ..errors import InvalidInputError
+from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
 from ..request import MAX_SEED, RANGES, VideoRequest
 from .runtime import generate_videos, known_secrets, node_errors
@@ -65,6 +65,16 @@ def _check_single_image(image: Any) -> None:
             field="image",
             value=f"batch of {shape[0]}",
             allowed="one image (batch size 1)",
+        )
+
+
+def _check_reachable(base_url: str, key: str | None) -> None:
+    """A saved workflow with an empty key and nothing configured: say what changed and what to set."""
+    if key is None and is_stability_url(base_url) and resolve_api_key(None, base_url) is None:
+        raise AuthenticationError(
+            "api_key is empty and no server or key is configured; Stability's hosted image-to-video service "
+            f"no longer answers anyway: set {ENV_BASE_URL} to an img2vid server (and {ENV_API_KEY} if it "
+            "needs a key), or use img2vid's Image to Video node with the local engine"
         )
 
 
@@ -114,6 +124,8 @@ class SaltAIStableVideoDiffusion:
                 fit=FitMode.CROP,
             )
             base_url = resolve_base_url()
-            engine = choose_engine(base_url, api_key=_key_for(base_url, widget_key))
+            key = _key_for(base_url, widget_key)
+            _check_reachable(base_url, key)
+            engine = choose_engine(base_url, api_key=key)
         video = generate_videos(engine, [request], secrets=secrets)[0]
         return (video.to_comfy(),)

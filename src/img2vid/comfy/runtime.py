@@ -321,3 +321,10 @@ def node_errors(secrets: Sequence[str] = ()) -> Iterator[None]:
         yield
     except errors.Img2VidError as exc:
         raise NodeError(node_message(exc, secrets), kind=type(exc).__name__) from None
+    except ImportError as exc:
+        missing = exc.name or "a package it needs"
+        raise NodeError(
+            f"img2vid: {missing} is not installed in ComfyUI's Python; the local engine needs "
+            "pip install diffusers transformers safetensors accelerate (see README: ComfyUI)",
+            kind="ImportError",
+        ) from None
