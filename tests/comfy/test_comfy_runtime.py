@@ -159,3 +159,15 @@ def test_one_log_line_when_the_image_is_fitted(comfy_stub, caplog):
     caplog.clear()
     generate_videos(engine, [_request(1024, 576)])
     assert not [r for r in caplog.records if "fitted" in r.getMessage()]
+
+
+def test_a_failure_in_a_batch_names_the_image(comfy_stub):
+    def script(request, progress, cancel):
+        if len(engine.requests) == 2:
+            raise errors.ServiceError("the server failed")
+        return _video()
+
+    engine = ScriptedEngine(script)
+    with pytest.raises(NodeError, match=r"^img2vid: video 2/3: the server failed$"):
+        generate_videos(engine, [_request(), _request(), _request()])
+    assert len(engine.requests) == 2  # it stops at the first failure

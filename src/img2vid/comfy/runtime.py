@@ -272,6 +272,8 @@ class NodeRun:
             if self._stopped or _interrupted() or isinstance(exc, (errors.CancelledError, KeyboardInterrupt)):
                 raise interrupt_exception() from None
             message = node_message(exc, self.secrets)
+            if self.jobs > 1:  # say which image of the batch failed
+                message = message.replace("img2vid: ", "img2vid: " + self._prefix(), 1)
             # The cause is dropped on purpose: a library's exception text could carry a header or URL.
             raise NodeError(message, kind=type(exc).__name__) from None
         self.finish_job()
