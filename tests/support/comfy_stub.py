@@ -33,6 +33,9 @@ class ComfyStub:
     texts: list[tuple[str, str | None]] = field(default_factory=list)
     videos: list[Any] = field(default_factory=list)
     modules: dict[str, types.ModuleType] = field(default_factory=dict)
+    #: Called with (value, total) on every progress bar update, before ComfyUI's hook runs (tests press
+    #: Cancel from here to stop a job at a known point).
+    on_update: Any = None
     #: The id ComfyUI's execution context reports for the running node (nodes without a hidden id use it).
     executing_node: str | None = "5"
     _flag: threading.Event = field(default_factory=threading.Event)
@@ -105,6 +108,8 @@ def install(with_video: bool = False) -> ComfyStub:
                 self.total = total
             self.current = min(value, self.total)
             self.updates.append((self.current, self.total))
+            if stub.on_update is not None:
+                stub.on_update(self.current, self.total)
             # ComfyUI's global progress hook raises once Cancel was pressed.
             throw_exception_if_processing_interrupted()
 
