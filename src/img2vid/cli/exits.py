@@ -51,15 +51,17 @@ def report_error(error: BaseException, *, debug: bool = False, console: Console 
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     if debug:
         traceback.print_exception(error, file=sys.stderr)
+    from ..engines.remote._redact import redact  # no key ever reaches the terminal, whatever raised
+
     code = exit_code_for(error)
     if isinstance(error, KeyboardInterrupt):
         console.print("cancelled", markup=False)
     elif isinstance(error, errors.Img2VidError):
-        console.print(f"error: {error.message}", markup=False)
+        console.print(redact(f"error: {error.message}"), markup=False)
         if error.details:
-            console.print("  " + "; ".join(error.details), markup=False)
+            console.print(redact("  " + "; ".join(error.details)), markup=False)
     else:
-        console.print(f"internal error: {type(error).__name__}: {error}", markup=False)
+        console.print(redact(f"internal error: {type(error).__name__}: {error}"), markup=False)
         if not debug:
             console.print("  run again with --debug for the traceback, and report it", markup=False)
     return code

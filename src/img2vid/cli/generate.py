@@ -7,6 +7,8 @@ for the local engine) happen only once an engine is chosen.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from enum import Enum
 from pathlib import Path
@@ -16,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
 from ..video import Video
@@ -38,30 +41,64 @@ class DType(str, Enum):
     bfloat16 = "bfloat16"
 
 
-def output_paths(images: list[Path], output: Path | None, fmt: str) -> list[Path]:
+def output_paths(images: list[Path], output: str | Path | None, fmt: str) -> list[Path]:
     """Where each image's video goes.
 
     No ``-o``: ``<image stem>.<fmt>`` in the current folder. ``-o`` a folder (existing, or ending in
     ``/``): ``<folder>/<image stem>.<fmt>``. ``-o`` a file with several images: numbered ``name_1.ext``,
-    ``name_2.ext`` and so on, so no video overwrites another.
+    ``name_2.ext`` and so on, so no video overwrites another (inputs that share a name are numbered too).
     """
     suffix = "" if fmt == "png" else f".{fmt}"
-    if output is None:
-        return [Path(image.stem + suffix) for image in images]
-    if output.is_dir() or str(output).endswith(("/", "\\")):
-        return [output / (image.stem + suffix) for image in images]
-    if len(images) == 1:
-        return [output]
-    stem, ext = output.stem, output.suffix or suffix
-    return [output.with_name(f"{stem}_{index}{ext}") for index in range(1, len(images) + 1)]
+    # The raw text matters: Path("out/") forgets the slash that says "a folder".
+    is_folder = output is not None and (str(output).endswith(("/", "\\")) or Path(output).is_dir())
+    if output is not None and not is_folder:
+        target = Path(output)
+        if len(images) == 1:
+            return [target]
+        stem, ext = target.stem, target.suffix or suffix
+        return [target.with_name(f"{stem}_{index}{ext}") for index in range(1, len(images) + 1)]
+    folder = Path() if output is None else Path(output)
+    stems = [image.stem for image in images]
+    # Two inputs with the same name (a/x.png, b/x.jpg) must not write the same video: number them all.
+    if len(set(stems)) < len(stems):
+        return [folder / f"{stem}_{index}{suffix}" for index, stem in enumerate(stems, start=1)]
+    return [folder / (stem + suffix) for stem in stems]
 
 
-def _format_for(output: Path | None, fmt: OutputFormat | None) -> str:
+def _format_for(output: str | None, fmt: OutputFormat | None) -> str:
+    suffix = Path(output).suffix.lower().lstrip(".") if output is not None else ""
+    named = suffix if suffix in {f.value for f in OutputFormat} else None
     if fmt is not None:
+        if named is not None and named != fmt.value:
+            raise InvalidInputError(
+                f"--format {fmt.value} does not match the output file {output}: drop one, or make them agree",
+                field="format",
+                value=fmt.value,
+                allowed=named,
+            )
         return fmt.value
-    if output is not None and output.suffix.lower().lstrip(".") in {f.value for f in OutputFormat}:
-        return output.suffix.lower().lstrip(".")
-    return "mp4"
+    return named or "mp4"
+
+
+def _enable_debug_logging() -> logging.Handler:
+    """Debug lines of img2vid and httpx on stderr; they pass through the key-redacting filter."""
+    from ..engines.remote._redact import install_log_filter
+
+    install_log_filter()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    return handler
+
+
+def _close(engine: object) -> None:
+    """Close a remote engine's connections; a local engine stays warm for the next call."""
+    from ..engines.remote import RemoteEngine
+
+    if isinstance(engine, RemoteEngine):
+        engine.close()
 
 
 def generate(
@@ -77,13 +114,15 @@ def generate(
             "(a tiny random model for offline smoke runs: it makes noise, not video). Implies --engine local."
         ),
     ] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or folder.")] = None,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output file, or folder (an existing one, or ending in /).")
+    ] = None,
     format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Output format (default: from -o, else mp4).")] = None,
     seed: Annotated[int, typer.Option(help="0..4294967294; 0 picks a random seed.")] = 0,
     cfg_scale: Annotated[float, typer.Option(help="0..10: how closely the video sticks to the image.")] = DEFAULT_CFG_SCALE,
     motion_bucket_id: Annotated[int, typer.Option(help="1..255: more is more motion.")] = DEFAULT_MOTION_BUCKET_ID,
     fit: Annotated[FitMode, typer.Option(help="How an image of another size is fitted.")] = FitMode.CROP,
-    timeout: Annotated[Optional[float], typer.Option(help="Remote engine: give up after this many seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Remote engine: give up after this many seconds (default 600).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Local engine: cuda, cuda:1, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[DType], typer.Option(help="Local engine: weights' dtype (default: bf16/fp16 on GPU, fp32 on CPU).")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Local engine: frames to make (default: the model's, 25 for SVD-XT).")] = None,
@@ -92,13 +131,18 @@ def generate(
     noise_aug: Annotated[Optional[float], typer.Option(help="Local engine: noise added to the image (default 0.02).")] = None,
     min_guidance: Annotated[Optional[float], typer.Option(help="Local engine: guidance on the first frame (default 1.0).")] = None,
     decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs (API keys are masked).")] = False,
 ) -> None:
-    """Make a video from each image."""
-    console = Console(stderr=True, highlight=False)
-    fmt = _format_for(output, format)
-    targets = output_paths(images, output, fmt)
+    """Make a video from each image.
+
+    Each saved file's path goes to stdout, one per line (for scripts); progress and errors go to stderr.
+    """
+    console = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line per line
+    handler = _enable_debug_logging() if debug else None
+    chosen: object | None = None
     try:
+        fmt = _format_for(output, format)
+        targets = output_paths(images, output, fmt)
         requests = [
             VideoRequest(
                 image=image,
@@ -129,8 +173,14 @@ def generate(
                 f"seed {video.seed} -> {target}",
                 markup=False,
             )
+            typer.echo(str(target))
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
         raise typer.Exit(report_error(error, debug=debug, console=console)) from None
+    finally:
+        if chosen is not None:
+            _close(chosen)
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
 
 
 def _run_one(engine: object, request: VideoRequest, label: str, console: Console) -> Video:
@@ -144,7 +194,7 @@ def _run_one(engine: object, request: VideoRequest, label: str, console: Console
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(label, total=None, status="")
 
         def on_progress(fraction: float | None, text: str) -> None:

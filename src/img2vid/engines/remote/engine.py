@@ -267,11 +267,14 @@ class RemoteEngine:
             )
 
         tell(None, "submitted; waiting for the server")
-        wait_with_ticks(
-            min(self.poll_interval, max(0.0, deadline.remaining())),
-            cancel,
-            lambda: tell(None, f"running on the server ({deadline.elapsed():.0f} s)"),
-        )
+        # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and may
+        # already be done, so it is asked at once.
+        if self.is_stability:
+            wait_with_ticks(
+                min(self.poll_interval, max(0.0, deadline.remaining())),
+                cancel,
+                lambda: tell(None, f"running on the server ({deadline.elapsed():.0f} s)"),
+            )
         try:
             result = poll_until_done(
                 fetch,

@@ -1,0 +1,497 @@
+"""RemoteEngine against a real HTTP server on 127.0.0.1 that plays the protocol from a script.
+
+Each test scripts the server's answers and checks what a caller relies on: the video that comes back,
+how many paid submits were sent, how retries and polling waited, which error is raised and what it says.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+from support.fake_protocol import (
+    JOB_ID,
+    Answer,
+    FakeProtocolServer,
+    StabilityRedirect,
+    accepted,
+    drop,
+    error,
+    submitted,
+    tiny_mp4,
+    truncated,
+    video_json,
+    video_raw,
+)
+
+from img2vid import VideoRequest, errors
+from img2vid.engines.remote import RemoteEngine, RetryPolicy, default_poll_interval
+
+KEY = "sk-test-9f8e7d6c5b4a39281706"
+FAST_RETRIES = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+
+EngineFactory = Callable[..., RemoteEngine]
+
+
+def smooth_image(width: int = 64, height: int = 36) -> np.ndarray:
+    """A small smooth image: it compresses well once fitted to 1024x576, keeping uploads quick."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], axis=-1).astype(np.uint8)
+
+
+@pytest.fixture
+def request_() -> VideoRequest:
+    return VideoRequest(image=smooth_image(), seed=42, cfg_scale=2.5, motion_bucket_id=40)
+
+
+@pytest.fixture
+def make_engine(fake_protocol_server: FakeProtocolServer) -> EngineFactory:
+    engines: list[RemoteEngine] = []
+
+    def make(**options: object) -> RemoteEngine:
+        settings: dict[str, object] = {
+            "base_url": fake_protocol_server.url,
+            "api_key": KEY,
+            "poll_interval": 0.01,
+            "retry_policy": FAST_RETRIES,
+        }
+        settings.update(options)
+        engine = RemoteEngine(**settings)  # type: ignore[arg-type]
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+# ---------------------------------------------------------------------- success
+
+
+@pytest.mark.parametrize("api_version", ["v2beta", "v2alpha"])
+@pytest.mark.parametrize("form", ["raw", "json"])
+def test_success_in_both_result_forms_and_both_route_generations(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, api_version: str, form: str
+) -> None:
+    server = fake_protocol_server
+    mp4 = tiny_mp4(num_frames=3, width=64, height=48, fps=6.0)
+    result = video_raw(mp4, seed=1234) if form == "raw" else video_json(mp4, seed=1234, camel_case=api_version == "v2alpha")
+    server.poll(accepted(), result)
+
+    video = make_engine(api_version=api_version).generate(request_)
+
+    assert (video.num_frames, video.width, video.height, video.fps) == (3, 64, 48, 6.0)
+    assert video.seed == 1234 and video.finish_reason == "SUCCESS"
+    assert video.frames[0].mean() < video.frames[-1].mean()  # the frames are the server's, in order
+    (submit,) = server.submits
+    assert {r.generation for r in server.requests} == {api_version}
+    assert submit.form == {"seed": "42", "cfg_scale": "2.5", "motion_bucket_id": "40"}
+    name, content_type, png = submit.files["image"]
+    assert content_type == "image/png" and Image.open(io.BytesIO(png)).size == (1024, 576)
+    assert submit.headers["authorization"] == f"Bearer {KEY}"
+    assert [p.job_id for p in server.polls] == [JOB_ID, JOB_ID]
+    assert server.polls[0].headers["accept"] == "video/*"
+
+
+def test_seed_falls_back_to_the_requested_one_when_the_server_does_not_say(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(video_raw(tiny_mp4(), finish_reason=None, content_type="video/mp4; codecs=avc1"))
+    assert make_engine().generate(request_).seed == 42
+
+
+def test_engine_options_reach_an_img2vid_server_but_not_stability(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory
+) -> None:
+    server = fake_protocol_server
+    request = VideoRequest(image=smooth_image(), frames=2, steps=3, fps=8, noise_aug_strength=0.05)
+    server.poll(video_raw(tiny_mp4()), video_raw(tiny_mp4()))
+    make_engine().generate(request)
+    make_engine(base_url="https://api.stability.ai", transport=StabilityRedirect(server)).generate(request)
+    to_server, to_stability = server.submits
+    assert to_server.form == {
+        "seed": "0", "cfg_scale": "1.8", "motion_bucket_id": "127",
+        "frames": "2", "steps": "3", "fps": "8", "noise_aug_strength": "0.05",
+    }  # fmt: skip
+    assert to_stability.form == {"seed": "0", "cfg_scale": "1.8", "motion_bucket_id": "127"}
+
+
+def test_many_202s_then_200_report_elapsed_time_and_the_servers_progress(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(*[accepted() for _ in range(5)], accepted(progress=0.25), accepted(progress=0.75), video_raw(tiny_mp4()))
+    seen: list[tuple[float | None, str]] = []
+
+    video = make_engine().generate(request_, progress=lambda f, text: seen.append((f, text)))
+
+    assert video.num_frames == 3 and len(server.polls) == 8 and len(server.submits) == 1
+    fractions = [f for f, _ in seen if f is not None]
+    assert fractions == [0.25, 0.75, 1.0]
+    assert any("running on the server" in text and " s)" in text for _, text in seen)
+    assert any("25%" in text for _, text in seen)
+
+
+def test_retry_after_on_202_sets_the_pause_between_polls(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(accepted(retry_after="0.4"), accepted(), video_raw(tiny_mp4()))
+    make_engine(poll_interval=0.01).generate(request_)
+    first, second, third = (p.time for p in server.polls)
+    assert second - first >= 0.39  # the server's Retry-After, not the 0.01 s interval
+    assert third - second < 0.3  # back to the engine's interval once the server stops asking
+
+
+def test_default_poll_interval_is_ten_seconds_only_for_stability() -> None:
+    assert default_poll_interval("https://api.stability.ai") == 10.0
+    assert default_poll_interval("http://127.0.0.1:8000") == 1.0
+
+
+# ---------------------------------------------------------------------- retries
+
+
+@pytest.mark.parametrize("failure", [error(429, "rate_limited", retry_after=0), error(500), error(503, "busy")])
+def test_a_refused_submit_is_sent_again_and_succeeds(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, failure: Answer
+) -> None:
+    server = fake_protocol_server
+    server.submit(failure, submitted())
+    server.poll(video_raw(tiny_mp4()))
+    assert make_engine().generate(request_).num_frames == 3
+    assert len(server.submits) == 2
+
+
+def test_429_retry_after_is_honoured_before_the_retry(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(error(429, "rate_limited", retry_after="0.3"), submitted())
+    server.poll(video_raw(tiny_mp4()))
+    make_engine().generate(request_)
+    first, second = server.submits
+    assert second.time - first.time >= 0.29
+
+
+def test_retries_are_bounded(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(*[error(500, "boom", "disk full")] * 5)
+    with pytest.raises(errors.ServiceError) as caught:
+        make_engine(max_retries=2).generate(request_)
+    assert len(server.submits) == 3
+    assert caught.value.status == 500 and "500" in caught.value.message and caught.value.details == ["disk full"]
+
+
+def test_a_connection_dropped_mid_poll_is_retried(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(accepted(), drop(), truncated(video_raw(tiny_mp4())), video_raw(tiny_mp4()))
+    assert make_engine().generate(request_).num_frames == 3
+    assert len(server.polls) == 4 and len(server.submits) == 1
+
+
+def test_poll_errors_429_and_500_are_retried(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(error(429, retry_after=0), error(500), video_raw(tiny_mp4()))
+    assert make_engine().generate(request_).num_frames == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(status=200, headers={"content-type": "application/json"}, body=b"<html>oops"),
+        Answer(status=200, headers={"content-type": "application/json"}, body=b'{"id": ""}'),
+        truncated(submitted()),
+        drop(),
+    ],
+    ids=["not-json", "no-id", "truncated", "dropped"],
+)
+def test_an_unreadable_submit_answer_is_never_sent_twice(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, answer: Answer
+) -> None:
+    server = fake_protocol_server
+    server.submit(answer)
+    with pytest.raises((errors.ServiceError, errors.ConnectionFailedError)) as caught:
+        make_engine(max_retries=5).generate(request_)
+    assert len(server.submits) == 1 and server.polls == []
+    assert "not submitting again" in caught.value.message or "not sending it again" in caught.value.message
+
+
+def test_a_server_that_is_not_there_is_a_connection_error(request_: VideoRequest) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = RemoteEngine(f"http://127.0.0.1:{port}", KEY, retry_policy=FAST_RETRIES)
+    with pytest.raises(errors.ConnectionFailedError) as caught:
+        engine.generate(request_)
+    assert f"127.0.0.1:{port}" in caught.value.message
+
+
+# ---------------------------------------------------------------------- errors
+
+SUBMIT_ERRORS = [
+    (401, "unauthorized", errors.AuthenticationError, "refused the API key"),
+    (402, "payment_required", errors.InsufficientCreditsError, "no credit left"),
+    (403, "content_moderation", errors.ContentModerationError, "content moderation"),
+    (403, "forbidden", errors.PermissionDeniedError, "does not allow this API key"),
+    (404, "not_found", errors.NotFoundError, "no image-to-video route"),
+    (413, "payload_too_large", errors.PayloadTooLargeError, "larger than the server accepts"),
+    (422, "invalid_image", errors.UnprocessableError, "refused the request (invalid_image)"),
+    (400, "invalid_parameters", errors.InvalidInputError, "refused the request as invalid"),
+]
+
+
+@pytest.mark.parametrize(("status", "name", "cls", "says"), SUBMIT_ERRORS)
+def test_each_submit_error_has_its_own_type_and_message(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    status: int,
+    name: str,
+    cls: type[errors.Img2VidError],
+    says: str,
+) -> None:
+    server = fake_protocol_server
+    server.submit(error(status, name, f"detail for {status}"))
+    with pytest.raises(errors.Img2VidError) as caught:
+        make_engine().generate(request_)
+    assert type(caught.value) is cls
+    assert says in caught.value.message
+    assert caught.value.details == [f"detail for {status}"]
+    assert len(server.submits) == 1  # client errors are never retried
+
+
+def test_404_on_submit_from_stability_explains_the_retired_service(
+    fake_protocol_server: FakeProtocolServer, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(error(404, "not_found", "Not Found"))
+    engine = RemoteEngine("https://api.stability.ai", KEY, transport=StabilityRedirect(server))
+    with pytest.raises(errors.NotFoundError) as caught:
+        engine.generate(request_)
+    message = caught.value.message
+    assert "no longer serves image-to-video" in message
+    assert "IMG2VID_BASE_URL" in message and "local engine" in message
+    assert server.submits[0].path == "/v2beta/image-to-video"
+
+
+def test_404_on_poll_says_the_job_is_gone(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(accepted(), error(404, "not_found"))
+    with pytest.raises(errors.NotFoundError) as caught:
+        make_engine().generate(request_)
+    assert JOB_ID in caught.value.message and "expired" in caught.value.message
+
+
+def test_a_poll_that_failed_on_the_server_is_a_service_error(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(*[error(500, "generation_failed", "out of memory")] * 3)
+    with pytest.raises(errors.ServiceError) as caught:
+        make_engine().generate(request_)
+    assert "generation_failed" in caught.value.message and caught.value.details == ["out of memory"]
+
+
+@pytest.mark.parametrize("form", ["raw", "json"])
+def test_content_filtered_is_raised_never_returned(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, form: str
+) -> None:
+    mp4 = tiny_mp4()
+    answer = (
+        video_raw(mp4, finish_reason="CONTENT_FILTERED")
+        if form == "raw"
+        else video_json(mp4, finish_reason="CONTENT_FILTERED")
+    )
+    fake_protocol_server.poll(answer)
+    with pytest.raises(errors.ContentFilteredError):
+        make_engine().generate(request_)
+
+
+def test_a_200_that_is_not_a_video_is_a_clear_error(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(Answer(status=200, headers={"content-type": "text/html"}, body=b"<html>"))
+    with pytest.raises(errors.ServiceError, match="instead of a video"):
+        make_engine().generate(request_)
+
+
+# ---------------------------------------------------------------------- deadline and cancel
+
+
+def test_a_never_ending_job_is_stopped_by_the_deadline(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll_default = accepted()
+    began = time.monotonic()
+    with pytest.raises(errors.DeadlineExceededError) as caught:
+        make_engine(timeout=0.5, poll_interval=0.05).generate(request_)
+    assert 0.45 <= time.monotonic() - began < 2.0
+    assert JOB_ID in caught.value.message and "0.5 s" in caught.value.message
+    assert len(fake_protocol_server.polls) >= 3
+
+
+def test_a_long_retry_after_does_not_outlive_the_deadline(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll_default = accepted(retry_after=60)
+    began = time.monotonic()
+    with pytest.raises(errors.DeadlineExceededError):
+        make_engine(timeout=0.6).generate(request_)
+    assert time.monotonic() - began < 2.0
+
+
+def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Callable[[], bool]) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["video"] = engine.generate(request, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+        outcome["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("where", ["waiting", "in-request"])
+def test_cancel_mid_poll_returns_within_a_second(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, where: str
+) -> None:
+    server = fake_protocol_server
+    # Either the server asks for a long pause, or it holds the poll request open for a long time.
+    server.poll_default = accepted(retry_after=30) if where == "waiting" else Answer(status=202, delay=10)
+    stop = threading.Event()
+    thread, outcome = _generate_in_thread(make_engine(), request_, stop.is_set)
+    assert server.wait_for("poll", 1, timeout=5)
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(timeout=3)
+    assert isinstance(outcome.get("error"), errors.CancelledError)
+    assert float(outcome["ended"]) - stopped_at < 1.0  # type: ignore[arg-type]
+    assert len(server.submits) == 1
+
+
+# ---------------------------------------------------------------------- settings and the key
+
+
+def test_url_and_key_come_from_the_environment(
+    fake_protocol_server: FakeProtocolServer, request_: VideoRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMG2VID_BASE_URL", fake_protocol_server.url)
+    monkeypatch.setenv("IMG2VID_API_KEY", KEY)
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    with RemoteEngine(poll_interval=0) as engine:
+        engine.generate(request_)
+    assert fake_protocol_server.submits[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_url_and_key_come_from_the_config_file(
+    fake_protocol_server: FakeProtocolServer, request_: VideoRequest, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'base_url = "{fake_protocol_server.url}"\napi_key = "{KEY}"\n')
+    monkeypatch.setenv("IMG2VID_CONFIG", str(config))
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    with RemoteEngine(poll_interval=0) as engine:
+        engine.generate(request_)
+    assert fake_protocol_server.submits[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_missing_key_for_stability_names_every_place_a_key_can_come_from() -> None:
+    with pytest.raises(errors.AuthenticationError) as caught:
+        RemoteEngine("stability")
+    message = caught.value.message
+    assert "$IMG2VID_API_KEY" in message and "$STABILITY_API_KEY" in message and "config.toml" in message
+
+
+def test_a_401_without_a_key_says_where_to_put_one(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.submit(error(401, "unauthorized"))
+    with pytest.raises(errors.AuthenticationError) as caught:
+        make_engine(api_key=None).generate(request_)
+    assert "none was given" in caught.value.message and "$IMG2VID_API_KEY" in caught.value.message
+    assert "authorization" not in fake_protocol_server.submits[0].headers
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("timeout", 0), ("timeout", float("nan")), ("poll_interval", -1), ("max_retries", 99), ("api_version", "v3"),
+     ("client_id", "x" * 257), ("base_url", "ftp://example.com")],
+)  # fmt: skip
+def test_bad_settings_name_the_option(option: str, value: object) -> None:
+    settings: dict[str, object] = {"base_url": "http://127.0.0.1:9", "api_key": KEY, option: value}
+    with pytest.raises(errors.InvalidInputError) as caught:
+        RemoteEngine(**settings)  # type: ignore[arg-type]
+    assert caught.value.field == option
+
+
+def test_client_headers_are_sent(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    make_engine(client_id="my-app", user_id="user-7", version="1.2.3").generate(request_)
+    headers = fake_protocol_server.submits[0].headers
+    assert (headers["stability-client-id"], headers["stability-client-user-id"], headers["stability-client-version"]) == (
+        "my-app", "user-7", "1.2.3",
+    )  # fmt: skip
+
+
+def test_the_key_never_reaches_logs_errors_reprs_or_progress(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = fake_protocol_server
+    # A success with retries (every log path), then servers that echo the key back in their errors.
+    server.submit(error(500), submitted(), error(401, "unauthorized", f"bad key Bearer {KEY}"))
+    server.submit(submitted())
+    server.poll(drop(), accepted(progress=0.5), video_raw(tiny_mp4()))
+    server.poll(*[error(500, KEY, f"authorization: {KEY} rejected")] * 3)
+    texts: list[str] = []
+    caplog.set_level(logging.DEBUG)  # every logger, httpx's and httpcore's included
+
+    engine = make_engine()
+    texts.append(repr(engine))
+    engine.generate(request_, progress=lambda f, text: texts.append(text))
+    for _ in range(2):
+        with pytest.raises(errors.Img2VidError) as caught:
+            engine.generate(request_, progress=lambda f, text: texts.append(text))
+        texts += [str(caught.value), repr(caught.value), *caught.value.details]
+
+    records = [record.getMessage() for record in caplog.records]
+    assert any("httpx" in r.name for r in caplog.records)  # the test saw httpx's own log lines
+    assert any(r.name == "img2vid.remote" for r in caplog.records)
+    for text in texts + records:
+        assert KEY not in text
+    assert any("********" in text for text in texts)  # the echoed key was masked, not dropped silently
+
+
+@pytest.mark.parametrize("logger", ["img2vid.remote", "httpx", "httpcore.http11", "httpcore.connection"])
+def test_log_lines_that_carry_the_key_are_masked(
+    make_engine: EngineFactory, caplog: pytest.LogCaptureFixture, logger: str
+) -> None:
+    make_engine()  # registers the key and installs the filter
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger(logger).debug("sent headers %s", {"authorization": f"Bearer {KEY}"})
+    logging.getLogger(logger).debug("raw key %s in a message", KEY)
+    messages = [record.getMessage() for record in caplog.records if record.name == logger]
+    assert len(messages) == 2
+    assert all(KEY not in m and "********" in m for m in messages)
