@@ -5,7 +5,7 @@ Two scenarios: a job held running by an engine that only waits (the server's own
 the tiny model computing on the CPU (the server sharing the cores with real work). Polls are driven by
 ``wrk`` when it is installed (closed loop, N connections), else by an asyncio httpx load generator.
 
-    python bench/server.py [--duration 10] [--connections 8 32] [--no-tiny]
+    python bench/server.py [--duration 10] [--connections 8 32] [--scenarios held tiny]
 """
 
 from __future__ import annotations
@@ -204,15 +204,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of polling per measurement")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--submits", type=int, default=20)
-    parser.add_argument("--no-tiny", action="store_true", help="skip the scenario with the tiny model computing")
+    parser.add_argument("--scenarios", nargs="+", choices=["held", "tiny"], default=["held", "tiny"],
+                        help="held: a job held running by a waiting engine; tiny: the tiny model computing")
     opts = parser.parse_args()
     image = _png()
     load_before = os.getloadavg()
-    results = [
-        scenario("a job held running (engine waiting, no CPU)", [],
-                 {"IMG2VID_ENGINE_FACTORY": "server:held_job_engine"}, {}, opts, image)
-    ]
-    if not opts.no_tiny:
+    results = []
+    if "held" in opts.scenarios:
+        results.append(scenario("a job held running (engine waiting, no CPU)", [],
+                                {"IMG2VID_ENGINE_FACTORY": "server:held_job_engine"}, {}, opts, image))
+    if "tiny" in opts.scenarios:
         results.append(scenario("a tiny-model job computing on the CPU", ["--model", "tiny"], {},
                                 {"steps": "200", "frames": "2"}, opts, image))
     write_report(results, opts, load_before, len(image))

@@ -44,6 +44,8 @@ def serve(
         import uvicorn
 
         from ..server import ServerSettings, create_app
+        from ..server.app import engine_factory_for
+        from ..server.dispatch import warm_engines
 
         given: dict[str, Any] = {
             "data": data,
@@ -56,7 +58,9 @@ def serve(
             "result_ttl": result_ttl,
         }
         settings = ServerSettings(**{name: value for name, value in given.items() if value is not None})
-        app = create_app(settings)
+        # Load the model before listening, so a model that cannot load is a plain error and an exit code.
+        engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
+        app = create_app(settings, engine_factory=lambda: next(engines))
         typer.echo(f"img2vid server on http://{host}:{port} (data in {settings.data})", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code

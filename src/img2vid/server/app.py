@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,10 +57,22 @@ def engine_factory_for(settings: ServerSettings) -> EngineFactory:
 
         model = settings.model or DEFAULT_MODEL
         if settings.workers <= 1:
-            return LocalEngine.shared(model, device=settings.device, dtype=settings.dtype)
-        return LocalEngine(model, device=settings.device, dtype=settings.dtype)
+            engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype)
+        else:
+            engine = LocalEngine(model, device=settings.device, dtype=settings.dtype)
+        if str(engine.device).startswith("cpu"):
+            _leave_a_core_for_requests(settings.engine_threads)
+        return engine
 
     return local
+
+
+def _leave_a_core_for_requests(threads: int | None) -> None:
+    """On a CPU-only machine, torch would take every core and polls would queue behind the model: keep
+    one core for answering requests (measured in bench/results/server.md)."""
+    import torch
+
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
 
 
 def create_app(

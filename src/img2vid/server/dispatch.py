@@ -23,7 +23,7 @@ from ..request import VideoRequest
 from .metrics import ServerMetrics
 from .store import JobInput, JobStore
 
-__all__ = ["Dispatcher", "EmbeddedDispatcher", "ExpirySweeper", "EngineFactory"]
+__all__ = ["Dispatcher", "EmbeddedDispatcher", "ExpirySweeper", "EngineFactory", "warm_engines"]
 
 log = logging.getLogger("img2vid.server.dispatch")
 
@@ -69,6 +69,17 @@ def _free_accelerator_memory() -> None:
             pass
 
 
+def warm_engines(factory: EngineFactory, count: int) -> list[Engine]:
+    """``count`` engines from ``factory``, each with its model loaded now (engines with a ``load``), so
+    the first job does not pay for loading and a model that cannot load fails the start, not a job."""
+    engines = [factory() for _ in range(count)]
+    for engine in engines:
+        load = getattr(engine, "load", None)
+        if callable(load):
+            load()
+    return engines
+
+
 class EmbeddedDispatcher:
     """``workers`` threads, each with its own warm engine, each running one job at a time."""
 
@@ -102,7 +113,7 @@ class EmbeddedDispatcher:
         requeued = self.store.requeue_running()
         if requeued:
             log.warning("re-queued %d job(s) left running by an earlier server", requeued)
-        self._engines = [self.engine_factory() for _ in range(self.workers)]
+        self._engines = warm_engines(self.engine_factory, self.workers)
         for index, engine in enumerate(self._engines):
             thread = threading.Thread(target=self._work, args=(engine,), name=f"img2vid-worker-{index}", daemon=True)
             thread.start()

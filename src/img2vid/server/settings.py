@@ -40,6 +40,8 @@ class ServerSettings(BaseSettings):
     #: Device and dtype for the local engine; None: chosen automatically.
     device: str | None = None
     dtype: str | None = None
+    #: CPU threads for the local engine on a CPU-only machine; None: every core but one.
+    engine_threads: int | None = Field(default=None, ge=1)
     #: ``module:callable`` returning an Engine, used instead of the local engine (tests, custom engines).
     engine_factory: str | None = None
     #: Worker threads, each running one job at a time on its own warm engine.
