@@ -14,10 +14,11 @@ import os
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .. import __version__
 from ..engines.base import Engine
@@ -36,6 +37,9 @@ from .store import QUEUED, JobStore
 __all__ = ["create_app", "engine_factory_for"]
 
 log = logging.getLogger("img2vid.server")
+
+#: A one-page client of the protocol, for trying the server from a browser.
+_PLAYGROUND = Path(__file__).with_name("static") / "playground.html"
 
 
 def engine_factory_for(settings: ServerSettings) -> EngineFactory:
@@ -142,6 +146,10 @@ def create_app(
         body: dict[str, Any] = {"status": "ok" if ready else "starting", "version": __version__}
         body["queued"] = state.store.counts()[QUEUED]
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/", include_in_schema=False)
+    def playground() -> HTMLResponse:
+        return HTMLResponse(_PLAYGROUND.read_text(encoding="utf-8"))
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     def metrics_route(state: StateDep) -> Response:

@@ -119,7 +119,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
 
     async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
         settings = state.settings
-        image, fields = await read_submit(request, limit=settings.max_upload_bytes, generation=generation)
+        image, fields = await read_submit(request, limit=settings.max_upload_bytes)
         seed, params = check_fields(fields, generation)
         await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
         job_id = await run_in_threadpool(

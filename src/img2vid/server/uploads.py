@@ -29,7 +29,9 @@ __all__ = [
     "ENGINE_FIELDS",
     "CLIENT_HEADERS",
     "read_body",
+    "read_submit",
     "parse_submit_form",
+    "check_fields",
     "check_image",
     "sniff_image_type",
 ]
@@ -106,8 +108,9 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-async def parse_submit_form(body: bytes, headers: Any, generation: str) -> tuple[bytes, dict[str, Any]]:
-    """The image part's bytes and the raw text fields of a multipart body."""
+async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str, Any]]:
+    """The image part's bytes and the raw text fields of a multipart body (fields img2vid does not know
+    are ignored later, as the hosted service ignored them)."""
     content_type = headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidInputError(
@@ -192,17 +195,11 @@ def check_image(data: bytes, *, any_size: bool, max_pixels: int) -> tuple[int, i
     return size
 
 
-async def read_submit(request: Request, *, limit: int, generation: str) -> tuple[bytes, dict[str, Any]]:
-    """Read and parse the submit body (size-limited); the image is not yet checked."""
+async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """Read and parse the submit body (size-limited); the image and fields are not yet checked."""
     check_client_headers(request.headers)
     body = await read_body(request, limit)
-    return await parse_submit_form(body, request.headers, generation)
-
-
-def unknown_fields(fields: dict[str, Any]) -> list[str]:
-    """Fields neither the protocol nor the engine knows (ignored, as the hosted service did)."""
-    known = {"seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS}
-    return sorted(set(fields) - known)
+    return await parse_submit_form(body, request.headers)
 
 
 assert set(ENGINE_FIELDS) <= set(RANGES)
