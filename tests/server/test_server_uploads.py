@@ -197,3 +197,18 @@ def test_client_headers_longer_than_256_characters_are_refused(server) -> None:
         files={"image": ("i.png", png_bytes(1024, 576), "image/png")},
     )
     _refused(answer, 400, "stability-client-id", "256")
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(server) -> None:
+    """Without a content-length the body is counted as it arrives and refused once past 10 MiB."""
+    client, key = server
+    def body():
+        yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.png\"\r\n\r\n"
+        for _ in range(12):
+            yield b"\x00" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    answer = client.post(
+        V2BETA, headers={**auth(key), "content-type": "multipart/form-data; boundary=b"}, content=body()
+    )
+    _refused(answer, 413, "image", "10 MiB")
