@@ -69,6 +69,10 @@ class SizeRule(Protocol):
         """The accepted sizes in words, for error messages."""
 
 
+def _orientation(size: Size) -> int:
+    return (size[0] > size[1]) - (size[0] < size[1])
+
+
 def _log_aspect_distance(a: Size, b: Size) -> float:
     return abs(math.log(a[0] / a[1]) - math.log(b[0] / b[1]))
 
@@ -82,11 +86,14 @@ class FixedSizes:
     def target_for(self, width: int, height: int) -> Size:
         if (width, height) in self.sizes:
             return (width, height)
-        # Closest aspect ratio first; on a tie, the size whose area is closest to the image's.
-        return min(
-            self.sizes,
-            key=lambda s: (_log_aspect_distance((width, height), s), abs(s[0] * s[1] - width * height)),
-        )
+        # Closest aspect ratio first (4:3 sits exactly between 16:9 and 1:1, so round away float noise);
+        # on a tie, the same orientation (a landscape photo stays landscape), then the closest area.
+        def key(size: Size) -> tuple[float, bool, int]:
+            distance = round(_log_aspect_distance((width, height), size), 9)
+            same_orientation = _orientation(size) == _orientation((width, height))
+            return (distance, not same_orientation, abs(size[0] * size[1] - width * height))
+
+        return min(self.sizes, key=key)
 
     def allows(self, width: int, height: int) -> bool:
         return (width, height) in self.sizes

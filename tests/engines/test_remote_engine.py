@@ -142,11 +142,11 @@ def test_retry_after_on_202_sets_the_pause_between_polls(
     fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
 ) -> None:
     server = fake_protocol_server
-    server.poll(accepted(retry_after="0.4"), accepted(), video_raw(tiny_mp4()))
+    server.poll(accepted(retry_after="0.6"), accepted(), video_raw(tiny_mp4()))
     make_engine(poll_interval=0.01).generate(request_)
     first, second, third = (p.time for p in server.polls)
-    assert second - first >= 0.39  # the server's Retry-After, not the 0.01 s interval
-    assert third - second < 0.3  # back to the engine's interval once the server stops asking
+    assert second - first >= 0.59  # the server's Retry-After, not the 0.01 s interval
+    assert third - second < 0.4  # back to the engine's interval once the server stops asking
 
 
 def test_default_poll_interval_is_ten_seconds_only_for_stability() -> None:
@@ -495,3 +495,55 @@ def test_log_lines_that_carry_the_key_are_masked(
     messages = [record.getMessage() for record in caplog.records if record.name == logger]
     assert len(messages) == 2
     assert all(KEY not in m and "********" in m for m in messages)
+
+
+def test_redact_masks_url_passwords_and_authorization_values() -> None:
+    from img2vid.engines.remote import redact
+
+    assert redact("http://me:hunter22@host:8000/x") == "http://me:********@host:8000/x"
+    assert redact("'authorization': 'Bearer abc.def'") == "'authorization': 'Bearer ********'"
+    assert redact("x-api-key=zzz9") == "x-api-key=********"
+    assert repr(RemoteEngine("http://me:hunter22@127.0.0.1:9", KEY)).count("hunter22") == 0
+
+
+def test_retry_after_in_every_spelling() -> None:
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from img2vid.engines.remote._http import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    in_20_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
+    assert 17 <= retry_after_seconds({"retry-after": in_20_s}) <= 20  # type: ignore[operator]
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
+    policy = RetryPolicy(initial_delay=0.5, max_delay=8.0, jitter=0.25)
+    for retry, full in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [policy.backoff(retry) for _ in range(50)]
+        assert all(0.75 * full <= d <= full for d in delays)
+        assert len(set(delays)) > 1  # jittered, so many clients do not retry in step
+
+
+def test_a_submit_left_unanswered_is_not_sent_again(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.submit(Answer(status=200, body=b'{"id": "late"}', delay=1.5))
+    with pytest.raises(errors.DeadlineExceededError, match="no answer"):
+        make_engine(timeout=0.5, max_retries=5).generate(request_)
+    assert len(fake_protocol_server.submits) == 1
+
+
+def test_a_slow_submit_still_reports_the_time_going_by(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.submit(Answer(status=200, headers={"content-type": "application/json"},
+                                       body=f'{{"id": "{JOB_ID}"}}'.encode(), delay=1.3))  # fmt: skip
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    seen: list[str] = []
+    make_engine().generate(request_, progress=lambda f, text: seen.append(text))
+    assert seen[0].startswith("uploading 1024x576 image")
+    assert any(text.startswith("uploading") and text.endswith(", 1 s") for text in seen)

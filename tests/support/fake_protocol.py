@@ -28,7 +28,6 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -189,6 +188,17 @@ def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], di
     return form, files
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hung up (it was cancelled, or timed out) is part of the script, not a failure."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeProtocolServer:
     """The scripted server. Thread-safe: the client may run in another thread than the test."""
 
@@ -269,7 +279,7 @@ class FakeProtocolServer:
             def do_POST(self) -> None:  # noqa: N802
                 server._handle(self)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-protocol", daemon=True

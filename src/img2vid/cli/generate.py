@@ -105,7 +105,10 @@ def generate(
     images: Annotated[list[Path], typer.Argument(help="Input image(s): PNG, JPEG, WebP or anything Pillow reads.")],
     engine: Annotated[
         Optional[str],
-        typer.Option(help="stability (the hosted service), local, or an img2vid/protocol server URL."),
+        typer.Option(
+            help="stability (the hosted service), local, or an img2vid/protocol server URL "
+            "(default: the configured server if there is one, else local)."
+        ),
     ] = None,
     model: Annotated[
         Optional[str],
@@ -168,9 +171,10 @@ def generate(
             label = f"[{index}/{len(images)}] {image.name}" if len(images) > 1 else image.name
             video = _run_one(chosen, request, label, console)
             video.save(target, fmt)
+            seed = "seed not reported" if video.seed is None else f"seed {video.seed}"
             console.print(
                 f"{label}: {video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps, "
-                f"seed {video.seed} -> {target}",
+                f"{seed} -> {target}",
                 markup=False,
             )
             typer.echo(str(target))

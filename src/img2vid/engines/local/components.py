@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .configs import CLIP_MEAN, CLIP_STD, SVD_MAX_PIXELS
+from .configs import CLIP_MEAN, CLIP_STD
 
 __all__ = ["Components"]
 
@@ -28,8 +28,6 @@ class Components:
     #: Frames the model was trained for: 25 for SVD-XT, 14 for SVD, 2 for tiny.
     default_frames: int
     default_steps: int = 25
-    #: Pixel budget for the output size rule.
-    max_pixels: int = SVD_MAX_PIXELS
     clip_mean: tuple[float, float, float] = CLIP_MEAN
     clip_std: tuple[float, float, float] = CLIP_STD
 

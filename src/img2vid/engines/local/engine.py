@@ -22,7 +22,7 @@ from ..base import CancelCheck, ProgressCallback
 from .components import Components
 from .configs import SVD_MAX_PIXELS
 from .device import choose_device, choose_dtype, choose_offload, free_memory, plan_memory
-from .models import DEFAULT_MODEL, describe_model, load_components, model_scale, place_components
+from .models import DEFAULT_MODEL, load_components, model_scale, place_components
 from .pipeline import Placement, SVDParams, run_svd
 
 __all__ = ["LocalEngine", "DEFAULT_FPS", "DEFAULT_NOISE_AUG", "DEFAULT_MIN_GUIDANCE"]
@@ -82,6 +82,16 @@ class LocalEngine:
                 cls._shared[key] = engine
             return engine
 
+    @classmethod
+    def from_components(
+        cls, parts: Components, *, device: str | None = None, dtype: str | None = None, offload: bool | None = None
+    ) -> LocalEngine:
+        """An engine around components built elsewhere (a benchmark's random full-size model), placed now."""
+        engine = cls(parts.source, device=device, dtype=dtype, offload=offload)
+        engine._offload = choose_offload(engine.device, _weight_bytes(parts, engine.dtype), free_memory(engine.device), offload)
+        engine._parts = place_components(parts, engine.device, engine.dtype, offload=engine._offload)
+        return engine
+
     # ------------------------------------------------------------------ loading
 
     def load(self) -> Components:
@@ -90,17 +100,11 @@ class LocalEngine:
             return self._parts
         with self._load_lock:
             if self._parts is None:
-                parts = load_components(self.model)
-                values = sum(p.numel() for m in (parts.unet, parts.vae, parts.image_encoder) for p in m.parameters())
-                weight_bytes = values * torch.finfo(self.dtype).bits // 8
+                parts = load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16))
+                weight_bytes = _weight_bytes(parts, self.dtype)
                 self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
                 self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
         return self._parts
-
-    @property
-    def kind(self) -> str:
-        """``tiny``, ``folder``, ``checkpoint`` or ``hub``."""
-        return describe_model(self.model)
 
     # ------------------------------------------------------------------ generating
 
@@ -154,3 +158,8 @@ class LocalEngine:
                     "float16/bfloat16"
                 ) from error
         return Video(frames=frames_array, fps=fps, seed=seed)
+
+
+def _weight_bytes(parts: Components, dtype: torch.dtype) -> int:
+    values = sum(p.numel() for m in (parts.unet, parts.vae, parts.image_encoder) for p in m.parameters())
+    return values * torch.finfo(dtype).bits // 8

@@ -47,27 +47,46 @@ def describe_model(model: str) -> str:
     return "path"
 
 
-def load_components(model: str) -> Components:
-    """The model's components on the CPU in their stored dtype (placement is a separate step)."""
+def load_components(model: str, *, half: bool = False) -> Components:
+    """The model's components on the CPU (placement is a separate step).
+
+    ``half``: the engine will run in fp16/bf16, so a hub model's fp16 files are enough (half the
+    download), and a folder's fp16 files are preferred where it has them.
+    """
     kind = describe_model(model)
     if kind == "tiny":
         from .tiny import build_tiny
 
         return build_tiny()
     if kind == "folder":
-        return _load_folder(Path(model).expanduser(), source=model)
+        return _load_folder(Path(model).expanduser(), source=model, half=half)
     if kind == "checkpoint":
         return _load_single_file(Path(model).expanduser())
     if kind == "hub":
-        return _load_folder(_download(model), source=model)
-    raise ModelError(f"model {model!r} is not a file, a folder or a hub id (like {DEFAULT_MODEL}); {_WHAT_TO_DO}")
+        return _load_folder(_download(model, half=half), source=model, half=half)
+    raise ModelError(
+        f"no such file or folder: {model} (a model is a hub id like {DEFAULT_MODEL}, a diffusers folder, "
+        f"a .safetensors checkpoint or 'tiny'); {_WHAT_TO_DO}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ hub
 
 
-def _download(repo_id: str) -> Path:
+def _download(repo_id: str, *, half: bool = False) -> Path:
     """The cached snapshot of a hub model, downloading it if allowed (only the files SVD needs)."""
+    if half:
+        folder = _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.fp16.safetensors"], [])
+        if _fp16_variant(folder):
+            return folder
+    return _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.safetensors"], ["*.fp16.safetensors"])
+
+
+def _fp16_variant(folder: Path) -> bool:
+    return all(any((folder / sub).glob("*.fp16.safetensors")) for sub in ("unet", "vae", "image_encoder"))
+
+
+def _snapshot(repo_id: str, allow: list[str], ignore: list[str]) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -79,11 +98,7 @@ def _download(repo_id: str) -> Path:
 
     licence = f"https://huggingface.co/{repo_id}"
     try:
-        folder = snapshot_download(
-            repo_id,
-            allow_patterns=["model_index.json", "*/*.json", "*/*.safetensors"],
-            ignore_patterns=["*.fp16.safetensors"],
-        )
+        folder = snapshot_download(repo_id, allow_patterns=allow, ignore_patterns=ignore or None)
     except GatedRepoError as error:
         raise ModelError(
             f"{repo_id} is gated: accept its licence at {licence} with your Hugging Face account, then log in "
@@ -92,13 +107,18 @@ def _download(repo_id: str) -> Path:
     except RepositoryNotFoundError as error:
         raise ModelError(
             f"no model {repo_id!r} on the Hugging Face hub (or it is private: log in with `hf auth login` or set "
-            f"HF_TOKEN); check the name, or {_WHAT_TO_DO}"
+            f"HF_TOKEN), and no folder or file of that name here; check the name, or {_WHAT_TO_DO}"
         ) from error
     except LocalEntryNotFoundError as error:
+        gated = (
+            f"; it is gated, so first accept the licence at {licence} and set HF_TOKEN"
+            if repo_id.lower().startswith("stabilityai/stable-video-diffusion")
+            else ""
+        )
         raise ModelError(
-            f"{repo_id} is not downloaded and the hub cannot be reached (offline, or HF_HUB_OFFLINE is set): "
-            f"download it once while online (`hf download {repo_id}`; it is gated, so accept the licence at "
-            f"{licence} and set HF_TOKEN first), or {_WHAT_TO_DO}"
+            f"{repo_id} is not a folder or file here, nor downloaded, and the hub cannot be reached (offline, or "
+            "HF_HUB_OFFLINE is set): "
+            f"download it once while online (`hf download {repo_id}`{gated}), or {_WHAT_TO_DO}"
         ) from error
     except HFValidationError as error:
         raise ModelError(f"{repo_id!r} is not a valid hub id; {_WHAT_TO_DO}") from error
@@ -113,7 +133,7 @@ def _download(repo_id: str) -> Path:
 # --------------------------------------------------------------------------------------------- folder
 
 
-def _load_folder(folder: Path, *, source: str) -> Components:
+def _load_folder(folder: Path, *, source: str, half: bool = False) -> Components:
     missing = [name for name in _SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
     if missing:
         raise ModelError(
@@ -124,10 +144,11 @@ def _load_folder(folder: Path, *, source: str) -> Components:
     from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionModelWithProjection
 
+    variant = "fp16" if half and _fp16_variant(folder) else None
     try:
-        unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet")
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae")
-        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder")
+        unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet", variant=variant)
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae", variant=variant)
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="image_encoder", variant=variant)
         scheduler = EulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

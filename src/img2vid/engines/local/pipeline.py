@@ -78,7 +78,7 @@ def run_svd(
     """Frames (T×H×W×3 uint8) animating ``image`` (H×W×3 uint8, already at a size the model accepts)."""
     from diffusers.utils.torch_utils import randn_tensor
 
-    device, dtype = placement.device, placement.dtype
+    device = placement.device
     height, width = image.shape[:2]
     num_frames = params.frames
     decode_chunks = -(-num_frames // params.decode_chunk_size)

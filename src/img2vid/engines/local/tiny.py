@@ -79,7 +79,9 @@ def build_random_svd_xt(device: str | torch.device = "cpu", dtype: torch.dtype =
     finally:
         torch.set_default_dtype(previous)
     for model in (unet, vae, clip):
-        model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        if model.dtype != dtype:  # built in ``dtype`` already; a needless cast only makes diffusers warn
+            model.to(dtype=dtype)
+        model.to(device=device).eval().requires_grad_(False)
     return Components(
         unet=unet,
         vae=vae,

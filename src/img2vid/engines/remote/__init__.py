@@ -2,7 +2,8 @@
 
 ``RemoteEngine`` is the public name; the modules under it each do one job: ``_http`` (the retry policy and
 sending), ``_polling`` (waiting for a result), ``_errors`` (statuses to img2vid errors), ``_result`` (the
-two result forms) and ``_redact`` (keeping the key out of every text).
+two result forms) and ``_redact`` (keeping the key out of every text). Nothing here is imported by
+``import img2vid``: the package loads on first use of ``RemoteEngine``.
 """
 
 from __future__ import annotations

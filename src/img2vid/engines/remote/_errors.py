@@ -144,7 +144,7 @@ def error_from_response(
             details=details,
         )
     reason = response.reason_phrase or "error"
-    what = "the job failed on the server" if stage == "poll" else "the server failed"
+    what = f"the server failed on job {job_id}" if stage == "poll" else "the server failed"
     return errors.ServiceError(
         f"{what}: HTTP {status} {reason}{said}", status=status, error_id=body.error_id, details=details
     )

@@ -42,6 +42,9 @@ log = logging.getLogger("img2vid.remote")
 
 T = TypeVar("T")
 
+#: How often a caller waiting on a request hears that time goes by.
+TICK_SECONDS = 1.0
+
 #: Per-request limits; each is also cut to what is left of the caller's deadline.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -142,13 +145,17 @@ class UnreadableAnswerError(Exception):
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def _run_interruptibly(call: Callable[[], T], cancel: CancelCheck | None) -> T:
-    """``call()`` in a worker thread, while this thread checks ``cancel`` every 0.1 s."""
-    if cancel is None:
+def _run_interruptibly(
+    call: Callable[[], T], cancel: CancelCheck | None, tick: Callable[[], None] | None = None
+) -> T:
+    """``call()`` in a worker thread, while this thread checks ``cancel`` every 0.1 s and calls ``tick``
+    about once a second (a slow upload still shows the time going by)."""
+    if cancel is None and tick is None:
         return call()
     raise_if_cancelled(cancel)
     box: dict[str, object] = {}
     done = threading.Event()
+    next_tick = time.monotonic() + TICK_SECONDS
 
     def work() -> None:
         try:
@@ -161,6 +168,9 @@ def _run_interruptibly(call: Callable[[], T], cancel: CancelCheck | None) -> T:
     threading.Thread(target=work, name="img2vid-remote-request", daemon=True).start()
     while not done.wait(CANCEL_CHECK_INTERVAL):
         raise_if_cancelled(cancel)  # the worker finishes on its own within its timeouts
+        if tick is not None and time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + TICK_SECONDS
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
@@ -193,6 +203,7 @@ class Sender:
         cancel: CancelCheck | None,
         what: str,
         on_wait: Callable[[float, str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """The server's answer (any status) once it is final, after the retries the policy allows.
 
@@ -207,7 +218,7 @@ class Sender:
             request = build(deadline.timeout())
             began = time.monotonic()
             try:
-                response = _run_interruptibly(lambda: self._attempt(request), cancel)
+                response = _run_interruptibly(lambda: self._attempt(request), cancel, on_tick)
             except UnreadableAnswerError as exc:
                 status = exc.response.status_code
                 log.debug("%s %s -> %s, body unreadable: %s", request.method, request.url.path, status, exc.cause)
@@ -230,8 +241,13 @@ class Sender:
                     raise deadline.error() from exc
                 may_have_arrived = not isinstance(exc, _NEVER_SENT)
                 if may_have_arrived and not idempotent:
+                    happened = (
+                        "did not answer in time"
+                        if isinstance(exc, httpx.TimeoutException)
+                        else "broke the connection"
+                    )
                     raise errors.ConnectionFailedError(
-                        f"the connection to {redact(self.base_url)} broke after the request to {what} was sent "
+                        f"{redact(self.base_url)} {happened} after the request to {what} was sent "
                         f"({type(exc).__name__}); not sending it again, because the server may already have "
                         "started (and charged for) the job"
                     ) from exc

@@ -14,12 +14,10 @@ from collections.abc import Callable
 import httpx
 
 from ..base import CANCEL_CHECK_INTERVAL, CancelCheck, ProgressCallback, raise_if_cancelled
-from ._http import Deadline, retry_after_seconds
+from ._http import TICK_SECONDS, Deadline, retry_after_seconds
 from ._result import parse_progress
 
 __all__ = ["poll_until_done", "wait_with_ticks"]
-
-TICK_SECONDS = 1.0
 
 
 def wait_with_ticks(seconds: float, cancel: CancelCheck | None, tick: Callable[[], None]) -> None:

@@ -2,7 +2,8 @@
 
 A key given to :func:`register_secret` is replaced by ``********`` in log records of img2vid's and httpx's
 loggers, and :func:`redact` does the same for any text img2vid builds from what a server sent (an error
-body that echoes the authorization header, say). This module must never log, print or store a key
+body that echoes the authorization header, say), along with authorization-like header values and the
+password in a ``user:password@host`` URL, whoever registered them. This module must never log, print or store a key
 anywhere but the in-memory set it redacts.
 """
 
@@ -35,6 +36,9 @@ _AUTH_HEADER = re.compile(
     re.IGNORECASE,
 )
 
+#: ``scheme://user:password@host``: the password part of a URL.
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
@@ -56,6 +60,7 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
     return _AUTH_HEADER.sub(lambda m: m.group("name") + (m.group("scheme") or "") + MASK, text)
 
 

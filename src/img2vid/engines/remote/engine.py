@@ -226,7 +226,8 @@ class RemoteEngine:
 
         # 2. Submit, exactly once unless the request surely never arrived.
         submit_path, result_path = ROUTES[self.api_version]
-        tell(None, f"uploading {width}x{height} image ({len(png) // 1024} KiB)")
+        uploading = f"uploading {width}x{height} image ({len(png) // 1024} KiB)"
+        tell(None, uploading)
 
         def build_submit(timeout: httpx.Timeout) -> httpx.Request:
             return self._client.build_request(
@@ -245,6 +246,7 @@ class RemoteEngine:
             cancel=cancel,
             what="submit the job",
             on_wait=lambda delay, text: tell(None, text),
+            on_tick=(lambda: tell(None, f"{uploading}, {deadline.elapsed():.0f} s")) if progress else None,
         )
         if answer.status_code != 200:
             raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
