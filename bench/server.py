@@ -234,14 +234,15 @@ def write_report(results: list[dict], opts: argparse.Namespace, load_before: tup
         "",
         "Target: at least 1,000 polls per second with p99 under 50 ms.",
         "",
-        "| scenario | connections | tool | polls/s | p50 ms | p99 ms | non-202 |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| scenario | connections | tool | polls/s | p50 ms | p99 ms | non-202 | target met |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for result in results:
         for connections, poll in result["polls"].items():
             lines.append(
                 f"| {result['name']} | {connections} | {poll['tool']} | {poll['rps']:.0f} | {poll['p50']:.1f} | "
-                f"{poll['p99']:.1f} | {poll['errors']:.0f} |"
+                f"{poll['p99']:.1f} | {poll['errors']:.0f} | "
+                f"{'yes' if poll['rps'] >= 1000 and poll['p99'] < 50 and not poll['errors'] else 'no'} |"
             )
     lines += ["", "| scenario | submits | p50 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: |"]
     for result in results:
