@@ -35,7 +35,8 @@ class ServerState:
     statuses: StatusCache
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, on every request.
     return request.app.state.img2vid
 
 
