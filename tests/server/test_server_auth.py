@@ -112,7 +112,11 @@ def test_keys_command_prints_the_key_alone_and_stores_only_its_hash(tmp_path: Pa
             env=subprocess_env(), capture_output=True, text=True, timeout=60,
         )
 
-    listed = run("list")
+    # IMG2VID_DATA names the same folder as --data.
+    listed = subprocess.run(
+        [sys.executable, "-m", "img2vid", "keys", "list"],
+        env=subprocess_env(IMG2VID_DATA=str(tmp_path)), capture_output=True, text=True, timeout=60,
+    )
     assert listed.returncode == 0 and "laptop" in listed.stdout and key not in listed.stdout + listed.stderr
     assert run("revoke", "nobody").returncode == 4
     revoked = run("revoke", "laptop")

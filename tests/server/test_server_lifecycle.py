@@ -5,6 +5,7 @@ playground page is served."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -56,3 +57,16 @@ def test_the_playground_page_is_served(tmp_path: Path) -> None:
         page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/v2beta/image-to-video" in page.text
+
+
+def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path, result_ttl=0.01, sweep_interval=0.05), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        submit(client, key)
+        store = app.state.img2vid.store
+        deadline = time.monotonic() + 10
+        while sum(store.counts().values()):  # the row exists from the submit until the sweep
+            assert time.monotonic() < deadline, store.counts()
+            time.sleep(0.02)
+        assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0}
