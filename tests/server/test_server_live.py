@@ -133,3 +133,17 @@ def test_openapi_and_operations_routes(tmp_path: Path) -> None:
         assert metrics.headers["content-type"].startswith("text/plain")
         for name in ("img2vid_queue_depth", 'img2vid_jobs{state="queued"}', "img2vid_job_duration_seconds_bucket"):
             assert name in metrics.text
+
+
+def test_keys_never_reach_the_server_log(tmp_path: Path) -> None:
+    key = create_key_direct(tmp_path)
+    wrong = "sk-img2vid-wrong-0123456789abcdef"
+    with live_server(tmp_path, args=("--log-level", "debug", "--access-log"), env=FAKE) as server, server.client() as client:
+        job_id = submit(client, key).json()["id"]
+        assert wait_result(client, key, job_id).status_code == 200
+        assert client.get(f"{V2BETA}/result/{job_id}", headers=auth(wrong)).status_code == 401
+        assert client.post(V2BETA, headers={"authorization": wrong}).status_code == 401
+        port = server.url.rsplit(":", 1)[1]
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert f"/result/{job_id}" in log  # the access log was on
+    assert key not in log and wrong not in log
