@@ -99,6 +99,13 @@ def test_progress_per_step_then_per_decode_chunk(engine: LocalEngine) -> None:
     assert all(f is not None and 0 < f <= 1 for f in fractions)
 
 
+def test_first_run_reports_loading_before_the_steps() -> None:
+    events: list[tuple[float | None, str]] = []
+    LocalEngine("tiny", device="cpu").generate(_request(), progress=lambda f, t: events.append((f, t)))
+    assert events[0] == (None, "loading model tiny")
+    assert [t for _, t in events[1:3]] == ["step 1/2", "step 2/2"]
+
+
 def test_cancel_between_steps_stops_the_run(engine: LocalEngine) -> None:
     stop = threading.Event()
     events: list[str] = []
@@ -126,8 +133,7 @@ def test_other_sizes_are_fitted_to_multiples_of_64_within_the_budget(engine: Loc
     assert width % 64 == 0 and height % 64 == 0 and width * height <= 1024 * 576
     assert rule.target_for(512, 320) == (512, 320)
     # generate() fits with the request's fit mode: a smaller budget keeps this fast.
-    small = LocalEngine("tiny", device="cpu")
-    small._parts = engine.load()
+    small = LocalEngine.from_components(engine.load(), device="cpu")
     small.size_rule = MultipleOf(64, max_pixels=128 * 128)
     video = small.generate(_request(image=np.full((100, 150, 3), 128, np.uint8)))
     assert (video.width, video.height) == small.size_rule.target_for(150, 100)
@@ -172,7 +178,7 @@ def test_out_of_memory_becomes_a_service_error(engine: LocalEngine, monkeypatch:
     monkeypatch.setattr(engine_module, "run_svd", explode)
     with pytest.raises(ServiceError) as info:
         engine.generate(_request())
-    assert "out of memory" in str(info.value) and "--decode-chunk" in str(info.value)
+    assert "out of memory" in str(info.value) and "decode chunk" in str(info.value)
 
 
 @pytest.mark.parametrize(

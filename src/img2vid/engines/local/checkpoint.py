@@ -139,13 +139,19 @@ def _vae_leaf(rest: str) -> str:
 
 
 def _vae_video_resnet(rest: str) -> str:
-    """A decoder resnet: spatial part in place, temporal part under ``time_stack``."""
+    """A decoder resnet: spatial part in place, temporal part under ``time_stack``.
+
+    Unlike the UNet's, the original decoder's blocks hold their blend weight directly (``mix_factor``,
+    with the same meaning: sigmoid of it weights the temporal path), not in a ``time_mixer``.
+    """
     part, _, leaf = rest.partition(".")
     if part == "spatial_res_block":
         return _vae_leaf(leaf)
     if part == "temporal_res_block":
         return "time_stack." + _resnet_leaf(leaf)
-    return rest  # time_mixer.mix_factor
+    if rest == "time_mixer.mix_factor":
+        return "mix_factor"
+    raise KeyError(rest)
 
 
 def vae_key(key: str, config: Mapping[str, Any]) -> str:

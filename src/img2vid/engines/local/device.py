@@ -34,6 +34,8 @@ SVD_UNET_WORK_BYTES = int(4.5 * GIB)
 #: VAE decoder memory per frame at 1024x576 in half precision (measured order of magnitude, with margin).
 DECODE_BYTES_PER_FRAME = int(0.9 * GIB)
 REFERENCE_PIXELS = 1024 * 576
+#: Decode chunk sizes tried, largest first, after "all frames at once".
+CHUNK_LADDER = (14, 8, 4, 2, 1)
 
 
 def choose_device(requested: str | None = None) -> torch.device:
@@ -138,9 +140,13 @@ def plan_memory(
     bytes_per_value = 4 if dtype == torch.float32 else 2
     scale = (width * height / REFERENCE_PIXELS) * (bytes_per_value / 2) * model_scale
     if decode_chunk_size is None:
+        # A few fixed sizes rather than any number: the chunk changes the frames slightly, so a small
+        # change in free memory should not change the result.
+        ladder = [frames] + [size for size in CHUNK_LADDER if size < frames]
         if free is None:
-            decode_chunk_size = min(frames, 8)
+            fits = [size for size in ladder if size <= 8]
         else:
             per_frame = max(1, int(DECODE_BYTES_PER_FRAME * scale))
-            decode_chunk_size = max(1, min(frames, int(free * 0.8) // per_frame))
+            fits = [size for size in ladder if size * per_frame <= free * 0.8]
+        decode_chunk_size = fits[0] if fits else 1
     return MemoryPlan(offload=bool(offload), decode_chunk_size=int(decode_chunk_size))

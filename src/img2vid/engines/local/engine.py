@@ -115,37 +115,42 @@ class LocalEngine:
         cancel: CancelCheck | None = None,
     ) -> Video:
         """Make the video; see the README's "The local engine" for what each number means."""
+        if self._parts is None and progress is not None:
+            progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
         parts = self.load()
         image = request.fitted_image(self.size_rule)
         height, width = image.shape[:2]
         frames = request.frames if request.frames is not None else parts.default_frames
         seed = request.seed or secrets.randbelow(MAX_SEED) + 1
         fps = request.fps if request.fps is not None else DEFAULT_FPS
-        plan = plan_memory(
-            device=self.device,
-            dtype=self.dtype,
-            frames=frames,
-            width=width,
-            height=height,
-            free=free_memory(self.device),
-            model_scale=model_scale(parts),
-            offload=self._offload,
-            decode_chunk_size=request.decode_chunk_size,
-        )
-        params = SVDParams(
-            frames=frames,
-            steps=request.steps if request.steps is not None else parts.default_steps,
-            fps=fps,
-            motion_bucket_id=request.motion_bucket_id,
-            noise_aug_strength=request.noise_aug_strength if request.noise_aug_strength is not None else DEFAULT_NOISE_AUG,
-            min_guidance_scale=(
-                request.min_guidance_scale if request.min_guidance_scale is not None else DEFAULT_MIN_GUIDANCE
-            ),
-            max_guidance_scale=request.cfg_scale,
-            decode_chunk_size=plan.decode_chunk_size,
-        )
-        placement = Placement(device=self.device, dtype=self.dtype, offload=plan.offload)
         with self._run_lock:
+            # Planned inside the lock: free memory is read while no other run of this engine holds any.
+            plan = plan_memory(
+                device=self.device,
+                dtype=self.dtype,
+                frames=frames,
+                width=width,
+                height=height,
+                free=free_memory(self.device),
+                model_scale=model_scale(parts),
+                offload=self._offload,
+                decode_chunk_size=request.decode_chunk_size,
+            )
+            params = SVDParams(
+                frames=frames,
+                steps=request.steps if request.steps is not None else parts.default_steps,
+                fps=fps,
+                motion_bucket_id=request.motion_bucket_id,
+                noise_aug_strength=(
+                    request.noise_aug_strength if request.noise_aug_strength is not None else DEFAULT_NOISE_AUG
+                ),
+                min_guidance_scale=(
+                    request.min_guidance_scale if request.min_guidance_scale is not None else DEFAULT_MIN_GUIDANCE
+                ),
+                max_guidance_scale=request.cfg_scale,
+                decode_chunk_size=plan.decode_chunk_size,
+            )
+            placement = Placement(device=self.device, dtype=self.dtype, offload=plan.offload)
             generator = torch.Generator(self.device).manual_seed(seed)
             try:
                 frames_array = run_svd(parts, image, params, generator, placement, progress, cancel)
@@ -154,8 +159,8 @@ class LocalEngine:
                     torch.cuda.empty_cache()
                 raise ServiceError(
                     f"the {self.device} device ran out of memory at {width}x{height}, {frames} frames: try a smaller "
-                    f"--decode-chunk (now {params.decode_chunk_size}), fewer --frames, a smaller image, or --dtype "
-                    "float16/bfloat16"
+                    f"decode chunk (decode_chunk_size, --decode-chunk; it was {params.decode_chunk_size}), fewer "
+                    "frames, a smaller image, or a half-precision dtype"
                 ) from error
         return Video(frames=frames_array, fps=fps, seed=seed)
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+
 import torch
 
 from ...errors import ModelError
 from .components import Components
 from .configs import CLIP_MEAN, CLIP_STD, SVD_SCHEDULER
+from .tiny import TINY_NAME
 
 __all__ = ["DEFAULT_MODEL", "TINY_NAME", "load_components", "place_components", "describe_model"]
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
-TINY_NAME = "tiny"
 
 #: Folders a diffusers SVD model has (feature_extractor is optional: its normalisation is CLIP's).
 _SUBFOLDERS = ("unet", "vae", "image_encoder", "scheduler")
