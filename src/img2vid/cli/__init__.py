@@ -10,6 +10,8 @@ from __future__ import annotations
 import typer
 
 from .generate import generate
+from .keys import keys_app
+from .serve import serve
 
 app = typer.Typer(
     name="img2vid",
@@ -19,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="generate")(generate)
+app.command(name="serve")(serve)
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()

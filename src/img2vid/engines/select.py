@@ -47,8 +47,13 @@ def choose_engine(
     timeout: float | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    api_key: str | None = None,
 ) -> Engine:
-    """The engine the user asked for, built (a local one is shared per process and kept warm)."""
+    """The engine the user asked for, built (a local one is shared per process and kept warm).
+
+    ``api_key`` is handed to a remote engine ahead of the environment and config file; the local engine
+    needs none.
+    """
     kind = (engine or "").strip()
     if model is not None and kind and kind.lower() != "local":
         raise InvalidInputError(
@@ -62,7 +67,9 @@ def choose_engine(
 
     from .remote import RemoteEngine
 
-    options = {} if timeout is None else {"timeout": timeout}
+    options: dict[str, object] = {} if timeout is None else {"timeout": timeout}
+    if api_key is not None:
+        options["api_key"] = api_key
     if not kind:
         return RemoteEngine(**options)
     if kind.lower() == "stability":

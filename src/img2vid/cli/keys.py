@@ -1,0 +1,103 @@
+"""``img2vid keys``: create, list and revoke the server's API keys.
+
+``create`` prints the new key alone on stdout (so ``KEY=$(img2vid keys create)`` works) and everything
+else on stderr; the store keeps only the key's hash, so a lost key cannot be shown again, only revoked.
+This module must never print a key anywhere but that one line of ``create``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .exits import report_error
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(help="Create, list and revoke the server's API keys.", no_args_is_help=True)
+
+DataOption = Annotated[
+    Optional[Path], typer.Option(help="The server's data folder (default: $IMG2VID_DATA, else a per-user folder).")
+]
+
+
+def _store(data: Path | None):  # noqa: ANN202 - the store type is imported lazily
+    from ..server.settings import ServerSettings
+    from ..server.store import JobStore
+
+    settings = ServerSettings(data=data) if data is not None else ServerSettings()
+    if settings.database_url is None:
+        settings.data.mkdir(parents=True, exist_ok=True)
+    return JobStore(settings.store_url())
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@keys_app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "default",
+    data: DataOption = None,
+) -> None:
+    """Make a new key and print it (once: only its hash is stored)."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        from ..server.keys import create_key
+
+        store = _store(data)
+        try:
+            key, row = create_key(store, name)
+        finally:
+            store.close()
+    except Exception as error:  # noqa: BLE001
+        raise typer.Exit(report_error(error, console=err)) from None
+    typer.echo(key)
+    err.print(f"created key {row.key_id} ({name}); it is shown only this once", markup=False)
+
+
+@keys_app.command("list")
+def list_keys(data: DataOption = None) -> None:
+    """Show every key's id, name, creation time and whether it is revoked (never the key itself)."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        store = _store(data)
+        try:
+            rows = store.list_keys()
+        finally:
+            store.close()
+    except Exception as error:  # noqa: BLE001
+        raise typer.Exit(report_error(error, console=err)) from None
+    table = Table("id", "name", "created", "revoked")
+    for row in rows:
+        table.add_row(row.key_id, row.name, _when(row.created_at), _when(row.revoked_at))
+    Console(highlight=False).print(table)
+
+
+@keys_app.command("revoke")
+def revoke(
+    key: Annotated[str, typer.Argument(help="The key's id (from 'keys list') or its name.")],
+    data: DataOption = None,
+) -> None:
+    """Revoke a key: the server refuses it within seconds."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        store = _store(data)
+        try:
+            revoked = store.revoke_key(key)
+        finally:
+            store.close()
+    except Exception as error:  # noqa: BLE001
+        raise typer.Exit(report_error(error, console=err)) from None
+    if not revoked:
+        err.print(f"error: no active key with id or name {key!r}", markup=False)
+        raise typer.Exit(4)
+    for row in revoked:
+        err.print(f"revoked key {row.key_id} ({row.name})", markup=False)

@@ -1,0 +1,67 @@
+"""``img2vid serve``: run the protocol server on uvicorn with a warm engine.
+
+Options override ``IMG2VID_*`` variables, which override the defaults in
+:class:`img2vid.server.settings.ServerSettings`. FastAPI, uvicorn and the engine are imported only when
+the command runs, so ``img2vid --help`` stays fast. This module must never print or log an API key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .exits import report_error
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Folder for the job store (default: $IMG2VID_DATA, else a per-user folder).")
+    ] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Local model: a hub id, a diffusers folder, a .safetensors file, or 'tiny' (offline smoke runs)."),
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Jobs run at once, each on its own warm engine (default 1).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
+    any_size: Annotated[
+        Optional[bool], typer.Option("--any-size/--protocol-sizes", help="Accept sizes other than 1024x576, 576x1024, 768x768.")
+    ] = None,
+    auth: Annotated[Optional[bool], typer.Option("--auth/--no-auth", help="Require an API key (default: on).")] = None,
+    rate_limit: Annotated[Optional[int], typer.Option(help="Requests per key per 10 s (0: no limit; default 150).")] = None,
+    result_ttl: Annotated[Optional[float], typer.Option(help="Seconds results are kept (default 86400).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request (costly under heavy polling).")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Serve Stability's image-to-video protocol from this machine."""
+    try:
+        import uvicorn
+
+        from ..server import ServerSettings, create_app
+        from ..server.app import engine_factory_for
+        from ..server.dispatch import warm_engines
+
+        given: dict[str, Any] = {
+            "data": data,
+            "model": model,
+            "workers": workers,
+            "device": device,
+            "any_size": any_size,
+            "auth": auth,
+            "rate_limit": rate_limit,
+            "result_ttl": result_ttl,
+        }
+        settings = ServerSettings(**{name: value for name, value in given.items() if value is not None})
+        # Load the model before listening, so a model that cannot load is a plain error and an exit code.
+        engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
+        app = create_app(settings, engine_factory=lambda: next(engines))
+        typer.echo(f"img2vid server on http://{host}:{port} (data in {settings.data})", err=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
+        raise typer.Exit(report_error(error, debug=debug)) from None

@@ -1,0 +1,83 @@
+"""The error tree as the protocol speaks it: ``{"id", "name", "errors"}`` with the error's HTTP status.
+
+Every refusal the server makes goes through :func:`error_response`, so a client always reads one body
+shape. An unexpected exception becomes a 500 whose body carries only an error id; the traceback goes to
+the log under that id. This module must never put a request's headers (and so an API key) into a body
+or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import Img2VidError, RateLimitedError, error_for_status
+
+__all__ = ["error_body", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("img2vid.server")
+
+
+def error_body(name: str, messages: list[str]) -> dict[str, object]:
+    return {"id": secrets.token_hex(16), "name": name, "errors": messages}
+
+
+def error_response(error: Img2VidError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    return JSONResponse(
+        error_body(error.error_name, [error.message, *error.details]),
+        status_code=error.http_status,
+        headers=headers,
+    )
+
+
+def _http_error_name(status: int) -> str:
+    if status == 405:
+        return "method_not_allowed"
+    return error_for_status(status).error_name
+
+
+async def _on_img2vid_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Img2VidError)
+    return error_response(exc)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404:
+        detail = "not found"
+    return JSONResponse(
+        error_body(_http_error_name(exc.status_code), [detail]),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    messages = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "header"))
+        messages.append(f"{where}: {problem.get('msg', 'invalid')}" if where else str(problem.get("msg")))
+    return JSONResponse(error_body("invalid_parameters", messages or ["invalid request"]), status_code=400)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    body = error_body("internal_error", ["the server failed while answering; the error id is in its log"])
+    log.error("internal error %s: %s", body["id"], type(exc).__name__, exc_info=exc)
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Img2VidError, _on_img2vid_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,195 @@
+"""The protocol's routes, both generations, with one pair of handlers.
+
+``POST .../image-to-video`` checks everything, writes the job, then answers its id;
+``GET .../result/{id}`` answers 202 with progress and ``Retry-After`` while the job runs, the video (raw or
+JSON, by ``accept``) when done, the stored error when failed, and 404 for an id that is unknown, expired
+or another key's, never saying which. Handlers stay short: the checks live in :mod:`.uploads`, the
+storage in :mod:`.store`. This module must never answer a 202 by loading a result blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import NotFoundError
+from ..request import RANGES
+from .deps import OwnerDep, StateDep
+from .errors import error_body
+from .store import DONE, FAILED, JobStatus
+from .uploads import ENGINE_FIELDS, GENERATION_DEFAULTS, check_fields, check_image, read_submit
+
+__all__ = ["router", "GENERATIONS", "wants_json"]
+
+#: Route generation -> path prefix.
+GENERATIONS = {"v2beta": "/v2beta/image-to-video", "v2alpha": "/v2alpha/generation/image-to-video"}
+_JOB_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SubmitAnswer(BaseModel):
+    id: str = Field(description="The job id: 64 hex characters.")
+
+
+class InProgressAnswer(BaseModel):
+    id: str
+    status: str = Field("in-progress", description="Always 'in-progress' while the job is queued or running.")
+    progress: float = Field(0.0, ge=0, le=1, description="img2vid's addition: the fraction done, 0..1.")
+
+
+class JsonVideoAnswer(BaseModel):
+    video: str = Field(description="The MP4, base64-encoded.")
+    finish_reason: str = Field(description="SUCCESS or CONTENT_FILTERED (v2alpha spells the key finishReason).")
+    seed: int
+
+
+class ErrorAnswer(BaseModel):
+    id: str
+    name: str
+    errors: list[str]
+
+
+def _form_schema(generation: str) -> dict[str, Any]:
+    defaults = GENERATION_DEFAULTS[generation]
+    properties: dict[str, Any] = {
+        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP; 1024x576, 576x1024 or 768x768."},
+    }
+    for name in ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS):
+        kind, low, high = RANGES[name]
+        entry: dict[str, Any] = {
+            "type": "integer" if kind is int else "number",
+            "minimum": int(low) if kind is int else low,
+            "maximum": int(high) if kind is int else high,
+        }
+        if name in defaults:
+            entry["default"] = defaults[name]
+        if name == "seed":
+            entry["default"] = 0
+            entry["description"] = "0 or absent: a random seed (reported with the result)."
+        if name in ENGINE_FIELDS:
+            entry["description"] = "img2vid's local engine only; absent: the engine's default."
+        properties[name] = entry
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": properties}}},
+        }
+    }
+
+
+_ERRORS = {status: {"model": ErrorAnswer} for status in (400, 401, 404, 413, 429, 500)}
+
+
+def _not_found() -> NotFoundError:
+    return NotFoundError("no such job: the id is unknown, expired, or not visible to this key")
+
+
+def wants_json(accept: str | None) -> bool:
+    """``application/json`` asked for (and no video type): the JSON form; anything else: the raw MP4."""
+    if not accept:
+        return False
+    types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return "application/json" in types and not any(t.startswith("video/") for t in types)
+
+
+def _retry_after(status: JobStatus, default: int, ceiling: int) -> int:
+    if status.started_at is not None and status.progress > 0.02:
+        elapsed = time.time() - status.started_at
+        left = elapsed * (1.0 - status.progress) / status.progress
+        return int(max(1, min(ceiling, round(left))))
+    return min(default, ceiling)
+
+
+def _visible(status: JobStatus | None, owner: str) -> JobStatus:
+    if status is None or status.owner != owner:
+        raise _not_found()
+    if status.expires_at is not None and status.expires_at < time.time():
+        raise _not_found()
+    return status
+
+
+def _make_handlers(generation: str) -> tuple[Any, Any]:
+    finish_key = "finishReason" if generation == "v2alpha" else "finish_reason"
+
+    async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
+        settings = state.settings
+        image, fields = await read_submit(request, limit=settings.max_upload_bytes)
+        seed, params = check_fields(fields, generation)
+        await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
+        job_id = await run_in_threadpool(
+            state.store.add_job, owner=owner, image=image, seed=seed, params=params, route=generation
+        )
+        state.dispatcher.notify(job_id)
+        state.metrics.jobs_submitted.inc()
+        return SubmitAnswer(id=job_id)
+
+    async def result(id: str, request: Request, state: StateDep, owner: OwnerDep) -> Response:
+        # async, and answered from the status cache when it can: the hot path of a polling client.
+        if not _JOB_ID.match(id):
+            raise _not_found()
+        cached = state.statuses.cached(id)
+        status = _visible(cached if cached is not None else await run_in_threadpool(state.statuses.load, id), owner)
+        if status.status == FAILED:
+            body = error_body(status.error_name or "internal_error", [status.error_message or "the job failed"])
+            return JSONResponse(body, status_code=status.error_status or 500)
+        if status.status != DONE:
+            settings = state.settings
+            return JSONResponse(
+                {"id": id, "status": "in-progress", "progress": round(status.progress, 4)},
+                status_code=202,
+                headers={"retry-after": str(_retry_after(status, settings.retry_after, settings.retry_after_max))},
+            )
+        stored = await run_in_threadpool(state.store.result, id)
+        if stored is None:  # removed between the two reads
+            raise _not_found()
+        if wants_json(request.headers.get("accept")):
+            return JSONResponse(
+                {"video": base64.b64encode(stored.video).decode("ascii"), finish_key: stored.finish_reason, "seed": stored.seed}
+            )
+        return Response(
+            stored.video,
+            media_type="video/mp4",
+            headers={"finish-reason": stored.finish_reason, "seed": str(stored.seed)},
+        )
+
+    return submit, result
+
+
+router = APIRouter()
+
+for _generation, _prefix in GENERATIONS.items():
+    _submit, _result = _make_handlers(_generation)
+    router.add_api_route(
+        _prefix,
+        _submit,
+        methods=["POST"],
+        response_model=SubmitAnswer,
+        responses=_ERRORS,
+        tags=[_generation],
+        name=f"{_generation}_start",
+        summary="Start an image-to-video job",
+        openapi_extra=_form_schema(_generation),
+    )
+    router.add_api_route(
+        _prefix + "/result/{id}",
+        _result,
+        methods=["GET"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The video: raw MP4 (any accept but application/json) or JSON.",
+                "content": {"video/mp4": {}, "application/json": {"schema": JsonVideoAnswer.model_json_schema()}},
+            },
+            202: {"model": InProgressAnswer, "description": "Still running; poll again after Retry-After."},
+            **_ERRORS,
+        },
+        tags=[_generation],
+        name=f"{_generation}_result",
+        summary="Fetch a job's result",
+    )

@@ -1,0 +1,76 @@
+"""The server's settings: one pydantic-settings object, read from arguments and ``IMG2VID_*`` variables.
+
+Every knob an operator may turn lives here with its default, so the CLI, the app and the tests agree.
+This module must never hold a secret: API keys live hashed in the store, not in settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServerSettings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS"]
+
+#: The protocol's request size limit: larger uploads get 413.
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: The largest of the protocol's sizes (1024x576 and 768x768 are both 589,824 pixels).
+PROTOCOL_MAX_PIXELS = 1024 * 576
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder (``~/.local/share/img2vid`` on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("img2vid", appauthor=False))
+
+
+class ServerSettings(BaseSettings):
+    """How the server runs. ``IMG2VID_DATA``, ``IMG2VID_RESULT_TTL`` and so on override the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="IMG2VID_", extra="ignore", populate_by_name=True)
+
+    #: Folder holding the SQLite job store (``jobs.sqlite3``).
+    data: Path = Field(default_factory=default_data_dir)
+    #: A SQLAlchemy URL for the store; default ``sqlite:///<data>/jobs.sqlite3``. A PostgreSQL URL works too.
+    database_url: str | None = None
+    #: Local model for the embedded workers (``tiny`` for offline smoke runs); None: the engine's default.
+    model: str | None = None
+    #: Device and dtype for the local engine; None: chosen automatically.
+    device: str | None = None
+    dtype: str | None = None
+    #: CPU threads for the local engine on a CPU-only machine; None: every core but one.
+    engine_threads: int | None = Field(default=None, ge=1)
+    #: ``module:callable`` returning an Engine, used instead of the local engine (tests, custom engines).
+    engine_factory: str | None = None
+    #: Worker threads, each running one job at a time on its own warm engine.
+    workers: int = Field(default=1, ge=0, le=64)
+    #: Seconds a finished job's result is kept before it is removed.
+    result_ttl: float = Field(default=24 * 3600.0, gt=0)
+    #: Seconds between sweeps that remove expired results.
+    sweep_interval: float = Field(default=60.0, gt=0)
+    #: Require an API key (created with ``img2vid keys create``). Off only for a private machine.
+    auth: bool = True
+    #: Accept input sizes other than the protocol's three (the engine then fits them to its own rule).
+    any_size: bool = False
+    #: Upper bound on an input's pixel count when ``any_size`` is on (checked before decoding).
+    max_pixels: int = Field(default=2048 * 2048, gt=0)
+    #: The request body limit in bytes (the protocol's 10 MiB).
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, gt=0)
+    #: Requests per key allowed in ``rate_window`` seconds on the protocol routes; 0 turns the limit off.
+    rate_limit: int = Field(default=150, ge=0)
+    rate_window: float = Field(default=10.0, gt=0)
+    #: ``Retry-After`` on a 202 when no better estimate is known, and its ceiling.
+    retry_after: int = Field(default=2, ge=1)
+    retry_after_max: int = Field(default=10, ge=1)
+    #: Seconds a valid key stays cached; a revoked key stops working within this time.
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+    #: Seconds a job's status may be answered from memory (jobs run by other processes look this stale).
+    status_cache_seconds: float = Field(default=0.25, ge=0)
+
+    def store_url(self) -> str:
+        """The store's SQLAlchemy URL."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data / 'jobs.sqlite3').resolve()}"

@@ -1,0 +1,205 @@
+"""Everything checked before a job exists: body size, form shape, image type and size, and every field.
+
+The body is read in chunks and refused with 413 as soon as it passes the limit (the rest is discarded
+unread, up to a bound, so the client still receives the answer); the image's type is sniffed from its
+first bytes; its pixel count is read from the header before any decoding, so a decompression bomb is
+refused in milliseconds without allocating its canvas. This module must never keep more than the limit
+in memory, and never let a Pillow or multipart exception escape as anything but an ``InvalidInputError``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from ..errors import InvalidInputError, PayloadTooLargeError
+from ..fitting import PROTOCOL_SIZES
+from ..images import open_image_bytes
+from ..request import MAX_SEED, RANGES, check_field
+
+__all__ = [
+    "SubmitForm",
+    "GENERATION_DEFAULTS",
+    "ENGINE_FIELDS",
+    "CLIENT_HEADERS",
+    "read_body",
+    "read_submit",
+    "parse_submit_form",
+    "check_fields",
+    "check_image",
+    "sniff_image_type",
+]
+
+#: The documented defaults of each route generation (v2alpha's were 2.5 and 40).
+GENERATION_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "v2beta": {"cfg_scale": 1.8, "motion_bucket_id": 127},
+    "v2alpha": {"cfg_scale": 2.5, "motion_bucket_id": 40},
+}
+#: Optional fields the local engine honours; absent means "the engine's default".
+ENGINE_FIELDS = ("frames", "steps", "fps", "noise_aug_strength", "min_guidance_scale", "decode_chunk_size")
+#: Optional client headers the protocol bounds at 256 characters.
+CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-client-version")
+#: How much of an oversized body is read and thrown away so the client can read the 413.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+ALLOWED_TYPES = "a PNG, JPEG or WebP image"
+
+
+@dataclass(frozen=True)
+class SubmitForm:
+    """A checked submit request: the image bytes as uploaded, the seed to use, and the engine options."""
+
+    image: bytes
+    seed: int
+    params: dict[str, int | float]
+
+
+def check_client_headers(headers: Any) -> None:
+    for name in CLIENT_HEADERS:
+        value = headers.get(name)
+        if value is not None and len(value) > 256:
+            raise InvalidInputError.for_field(name, value, "at most 256 characters")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or :class:`PayloadTooLargeError` once it passes ``limit`` bytes."""
+    too_large = PayloadTooLargeError(
+        f"the request is larger than {limit // (1024 * 1024)} MiB; send a smaller image",
+        field="image",
+        allowed=f"at most {limit} bytes",
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _drain(request, int(declared))
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            chunks.clear()
+            await _drain(request, _DRAIN_LIMIT)
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(request: Request, declared: int) -> None:
+    """Read and discard the rest of a refused body (bounded), so the client is not cut off mid-send."""
+    if declared > _DRAIN_LIMIT:
+        return
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > _DRAIN_LIMIT:
+                return
+    except Exception:  # noqa: BLE001 - the client went away or the stream was already read; nothing to drain
+        return
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str, Any]]:
+    """The image part's bytes and the raw text fields of a multipart body (fields img2vid does not know
+    are ignored later, as the hosted service ignored them)."""
+    content_type = headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise InvalidInputError(
+            "the start request must be multipart/form-data with an 'image' file part",
+            field="content-type",
+            value=content_type,
+            allowed="multipart/form-data",
+        )
+    parser = MultiPartParser(headers, _once(body), max_files=4, max_fields=64, max_part_size=64 * 1024)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInputError(f"the multipart body could not be read: {exc}", field="body") from None
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises assorted errors on garbage
+        raise InvalidInputError("the multipart body is malformed", field="body") from exc
+    try:
+        images = form.getlist("image")
+        if not images:
+            raise InvalidInputError("image is required: send it as a file part named 'image'", field="image", allowed=ALLOWED_TYPES)
+        if len(images) > 1:
+            raise InvalidInputError("send exactly one image", field="image", allowed="one file part named 'image'")
+        image = images[0]
+        if not isinstance(image, UploadFile):
+            raise InvalidInputError(
+                "image must be a file part (with a filename), not a text field", field="image", allowed=ALLOWED_TYPES
+            )
+        data = await image.read()
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if key == "image":
+                continue
+            if isinstance(value, UploadFile):
+                raise InvalidInputError(f"{key} must be a text field, not a file", field=key)
+            if key in fields:
+                raise InvalidInputError(f"{key} was sent more than once", field=key)
+            fields[key] = value
+        return data, fields
+    finally:
+        await form.close()
+
+
+def check_fields(fields: dict[str, Any], generation: str) -> tuple[int, dict[str, int | float]]:
+    """The seed to use (a random one chosen now when 0 or absent) and every engine option, range-checked."""
+    defaults = GENERATION_DEFAULTS[generation]
+    params: dict[str, int | float] = {}
+    for name in ("cfg_scale", "motion_bucket_id"):
+        raw = fields.get(name)
+        params[name] = defaults[name] if raw is None or raw == "" else check_field(name, raw)
+    for name in ENGINE_FIELDS:
+        raw = fields.get(name)
+        if raw is not None and raw != "":
+            params[name] = check_field(name, raw)
+    raw_seed = fields.get("seed")
+    seed = 0 if raw_seed is None or raw_seed == "" else int(check_field("seed", raw_seed))
+    if seed == 0:
+        # Chosen and stored at submit, so a job re-run after a crash makes the same video.
+        seed = secrets.randbelow(MAX_SEED) + 1
+    return seed, params
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def check_image(data: bytes, *, any_size: bool, max_pixels: int) -> tuple[int, int]:
+    """The image's (width, height) once it is known to be a readable PNG, JPEG or WebP of an allowed size."""
+    if sniff_image_type(data) is None:
+        raise InvalidInputError(
+            f"image must be {ALLOWED_TYPES}; the upload is none of these", field="image", allowed=ALLOWED_TYPES
+        )
+    # The header's pixel count is checked before decoding (the bomb guard); the exact size after.
+    with open_image_bytes(data, field="image", max_pixels=max_pixels) as img:
+        size = (int(img.size[0]), int(img.size[1]))
+    if not any_size and not PROTOCOL_SIZES.allows(*size):
+        raise InvalidInputError.for_field("image", f"{size[0]}x{size[1]}", PROTOCOL_SIZES.describe())
+    return size
+
+
+async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """Read and parse the submit body (size-limited); the image and fields are not yet checked."""
+    check_client_headers(request.headers)
+    body = await read_body(request, limit)
+    return await parse_submit_form(body, request.headers)
+
+
+assert set(ENGINE_FIELDS) <= set(RANGES)

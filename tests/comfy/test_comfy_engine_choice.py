@@ -1,0 +1,67 @@
+"""Which engine img2vid's node runs for its engine, server and model widgets."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
+
+import img2vid.comfy.nodes as nodes
+from img2vid.comfy.runtime import NodeError
+
+
+@pytest.fixture
+def chosen(monkeypatch):
+    calls = []
+
+    def fake_choose_engine(engine=None, model=None, **options):
+        calls.append((engine, model, options))
+        return object()
+
+    monkeypatch.setattr(nodes, "choose_engine", fake_choose_engine)
+    return calls
+
+
+@pytest.fixture
+def checkpoints(monkeypatch, tmp_path):
+    """ComfyUI's folder_paths, with svd_xt.safetensors in the checkpoints folder."""
+    path = tmp_path / "checkpoints" / "svd_xt.safetensors"
+    module = types.ModuleType("folder_paths")
+    module.get_full_path = lambda folder, name: str(path) if (folder, name) == ("checkpoints", path.name) else None
+    monkeypatch.setitem(sys.modules, "folder_paths", module)
+    return path
+
+
+def test_remote_with_no_server_uses_the_configured_one(chosen, monkeypatch):
+    monkeypatch.setenv("IMG2VID_BASE_URL", "http://gpu-box:8000/")
+    nodes.choose_node_engine("remote", "", "")
+    assert chosen == [("http://gpu-box:8000", None, {})]
+
+
+def test_remote_with_a_server_or_stability(chosen):
+    nodes.choose_node_engine("remote", " http://10.0.0.2:8000 ", "ignored-for-remote")
+    nodes.choose_node_engine("auto", "stability", "")
+    assert [c[0] for c in chosen] == ["http://10.0.0.2:8000", "stability"]
+
+
+def test_a_checkpoint_from_comfyui_runs_locally_on_comfyui_device(chosen, comfy_stub, checkpoints):
+    nodes.choose_node_engine("auto", "", "svd_xt.safetensors")
+    nodes.choose_node_engine("local", "", "stabilityai/stable-video-diffusion-img2vid")
+    assert chosen == [
+        ("local", str(checkpoints), {"device": "cpu"}),
+        ("local", "stabilityai/stable-video-diffusion-img2vid", {"device": "cpu"}),
+    ]
+
+
+def test_auto_with_nothing_set_leaves_the_choice_to_the_configuration(chosen):
+    nodes.choose_node_engine("auto", "", "")
+    assert chosen == [(None, None, {"device": None})]
+
+
+def test_a_server_that_is_no_url_names_the_field(chosen):
+    with pytest.raises(NodeError, match="server must be"):
+        with nodes.node_errors():
+            nodes.choose_node_engine("remote", "gpu-box:8000", "")
+    assert chosen == []

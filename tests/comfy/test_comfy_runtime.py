@@ -1,0 +1,173 @@
+"""The shared node runtime: ComfyUI's progress bar, elapsed-time text, Cancel, and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
+from support.images import gradient
+
+from img2vid import errors
+from img2vid.engines.base import sleep_unless_cancelled
+from img2vid.fitting import PROTOCOL_SIZES
+from img2vid.request import VideoRequest
+from img2vid.video import Video
+from img2vid.comfy.runtime import NodeError, NodeRun, generate_videos
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+class ScriptedEngine:
+    """An engine whose behaviour each test scripts; it accepts the protocol's sizes, like a remote one."""
+
+    size_rule = PROTOCOL_SIZES
+
+    def __init__(self, script):
+        self.script = script
+        self.started = threading.Event()
+        self.requests: list[VideoRequest] = []
+
+    def generate(self, request, progress=None, cancel=None):
+        self.requests.append(request)
+        self.started.set()
+        return self.script(request, progress, cancel)
+
+
+def _video(num_frames: int = 2) -> Video:
+    return Video(frames=np.zeros((num_frames, 8, 8, 3), dtype=np.uint8), fps=6.0)
+
+
+def _request(width: int = 1024, height: int = 576) -> VideoRequest:
+    return VideoRequest(image=gradient(width, height))
+
+
+def test_fractions_fill_the_progress_bar_across_a_batch(comfy_stub):
+    def script(request, progress, cancel):
+        progress(0.5, "step 1/2")
+        return _video()
+
+    engine = ScriptedEngine(script)
+    videos = generate_videos(engine, [_request(), _request()], node_id="7")
+
+    assert len(videos) == 2
+    assert len(comfy_stub.bars) == 1 and comfy_stub.bars[0].node_id == "7"
+    # Two videos share one bar: half of the first, all of it, half of the second, all of it.
+    assert comfy_stub.updates() == [(50, 200), (100, 200), (150, 200), (200, 200)]
+    assert [t for t, _ in comfy_stub.texts][0].startswith("video 1/2: step 1/2")
+
+
+def test_elapsed_time_is_shown_while_the_engine_gives_no_fraction(comfy_stub):
+    now = [100.0]
+    run = NodeRun(jobs=1, node_id="3", clock=lambda: now[0])
+    for _ in range(4):  # the engine checks cancel while it waits; a second passes between checks
+        now[0] += 1.0
+        assert run.cancel() is False
+    texts = [t for t, node in comfy_stub.texts if node == "3"]
+    assert texts[-1] == "working · 4 s elapsed"
+    assert comfy_stub.updates() == []  # no fraction: the bar is not moved by guesswork
+
+
+def test_cancel_stops_a_waiting_engine_within_a_second(comfy_stub):
+    def script(request, progress, cancel):
+        sleep_unless_cancelled(30.0, cancel)  # a job that would run for 30 s
+        return _video()
+
+    engine = ScriptedEngine(script)
+    timer = threading.Thread(target=lambda: (engine.started.wait(5), comfy_stub.interrupt()))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(comfy_stub.InterruptProcessingException):
+        generate_videos(engine, [_request()])
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert elapsed < 1.0
+    assert not comfy_stub.interrupted  # ComfyUI's flag is cleared, ready for the next prompt
+
+
+def test_cancel_seen_through_the_progress_hook_stops_the_engine(comfy_stub):
+    seen = []
+
+    def script(request, progress, cancel):
+        comfy_stub.interrupt()
+        progress(0.3, "step")  # ComfyUI's hook raises inside the bar; the engine must not see that
+        seen.append(cancel())
+        raise errors.CancelledError("cancelled by the user")
+
+    with pytest.raises(comfy_stub.InterruptProcessingException):
+        generate_videos(ScriptedEngine(script), [_request()])
+    assert seen == [True]
+
+
+def test_engine_errors_become_one_line_without_the_key(comfy_stub, monkeypatch, caplog):
+    monkeypatch.setenv("IMG2VID_API_KEY", SECRET)
+
+    def script(request, progress, cancel):
+        raise errors.AuthenticationError(f"key {SECRET} was refused\nby the server", details=["check it"])
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(NodeError) as caught:
+        from img2vid.comfy.runtime import known_secrets
+
+        generate_videos(ScriptedEngine(script), [_request()], secrets=known_secrets())
+    message = str(caught.value)
+    assert message == "img2vid: key ******** was refused by the server (check it)"
+    assert caught.value.kind == "AuthenticationError"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert SECRET not in caplog.text
+
+
+def test_unexpected_errors_say_so_on_one_line(comfy_stub):
+    def script(request, progress, cancel):
+        raise ValueError("boom\nsecond line")
+
+    with pytest.raises(NodeError, match=r"^img2vid: unexpected ValueError: boom second line \(see the ComfyUI console"):
+        generate_videos(ScriptedEngine(script), [_request()])
+
+
+def test_runs_without_comfyui(monkeypatch):
+    for name in ("comfy", "comfy.utils", "comfy.model_management", "server"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import comfy" now fails, as outside ComfyUI
+    calls = []
+
+    def script(request, progress, cancel):
+        progress(0.5, "half")
+        calls.append(cancel())
+        return _video(3)
+
+    videos = generate_videos(ScriptedEngine(script), [_request()])
+    assert videos[0].num_frames == 3 and calls == [False]
+
+    def cancelled(request, progress, cancel):
+        raise errors.CancelledError("cancelled by the user")
+
+    with pytest.raises(NodeError, match="cancelled"):
+        generate_videos(ScriptedEngine(cancelled), [_request()])
+
+
+def test_one_log_line_when_the_image_is_fitted(comfy_stub, caplog):
+    engine = ScriptedEngine(lambda request, progress, cancel: _video())
+    caplog.set_level(logging.INFO, logger="img2vid")
+    generate_videos(engine, [_request(640, 480)])
+    lines = [r.getMessage() for r in caplog.records if "fitted" in r.getMessage()]
+    assert lines == ["img2vid: input image 640x480 is fitted (crop) to 768x768, the nearest size the engine accepts"]
+
+    caplog.clear()
+    generate_videos(engine, [_request(1024, 576)])
+    assert not [r for r in caplog.records if "fitted" in r.getMessage()]
+
+
+def test_a_failure_in_a_batch_names_the_image(comfy_stub):
+    def script(request, progress, cancel):
+        if len(engine.requests) == 2:
+            raise errors.ServiceError("the server failed")
+        return _video()
+
+    engine = ScriptedEngine(script)
+    with pytest.raises(NodeError, match=r"^img2vid: video 2/3: the server failed$"):
+        generate_videos(engine, [_request(), _request(), _request()])
+    assert len(engine.requests) == 2  # it stops at the first failure

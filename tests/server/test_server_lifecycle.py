@@ -1,0 +1,72 @@
+"""The server's lifecycle in process: a clean stop puts the running job back in the queue and the next
+start finishes it; polls answered from memory still see this server's own changes at once; the
+playground page is served."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from support.fake_engine import FakeEngine
+from support.server_harness import V2BETA, auth, submit, wait_result
+
+from img2vid.server import ServerSettings, create_app
+from img2vid.server.keys import create_key
+from img2vid.server.store import JobStore
+
+
+def test_a_clean_stop_requeues_the_running_job_and_the_next_start_finishes_it(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    app = create_app(ServerSettings(data=tmp_path), engine=engine)
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        running = submit(client, key, seed=21).json()["id"]
+        waiting = submit(client, key, seed=22).json()["id"]
+        assert engine.started.wait(10)
+    store = JobStore(ServerSettings(data=tmp_path).store_url())
+    assert store.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0}
+    store.close()
+
+    again = create_app(ServerSettings(data=tmp_path), engine=FakeEngine())
+    with TestClient(again) as client:
+        for job_id, seed in ((running, "21"), (waiting, "22")):
+            answer = wait_result(client, key, job_id)
+            assert answer.status_code == 200 and answer.headers["seed"] == seed
+
+
+def test_polls_see_this_servers_own_changes_at_once(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    app = create_app(ServerSettings(data=tmp_path, status_cache_seconds=3600), engine=engine)
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        job_id = submit(client, key).json()["id"]
+        assert engine.started.wait(10)
+        assert client.get(f"{V2BETA}/result/{job_id}", headers=auth(key)).status_code == 202  # now cached
+        gate.set()
+        # Even with an hour-long cache, the worker's change is visible without waiting for it to expire.
+        assert wait_result(client, key, job_id, timeout=10).status_code == 200
+
+
+def test_the_playground_page_is_served(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path), engine=FakeEngine())
+    with TestClient(app) as client:
+        page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/v2beta/image-to-video" in page.text
+
+
+def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path, result_ttl=0.01, sweep_interval=0.05), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        submit(client, key)
+        store = app.state.img2vid.store
+        deadline = time.monotonic() + 10
+        while sum(store.counts().values()):  # the row exists from the submit until the sweep
+            assert time.monotonic() < deadline, store.counts()
+            time.sleep(0.02)
+        assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0}

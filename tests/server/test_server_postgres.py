@@ -1,0 +1,70 @@
+"""The job store and the protocol routes on PostgreSQL (a shared store's database), in a throwaway
+database on the local PostgreSQL service. Skipped where there is no such service or no driver."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from support.fake_engine import FakeEngine
+from support.server_harness import submit, wait_result
+
+from img2vid.server import ServerSettings, create_app
+from img2vid.server.keys import create_key
+from img2vid.server.store import JobStore
+
+pytestmark = pytest.mark.services
+
+ADMIN_URL = os.environ.get("IMG2VID_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    pytest.importorskip("psycopg")
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"img2vid_test_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - no service here: skip, as the marker says
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {type(error).__name__}")
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_store_claims_each_job_once_and_recovers_running_ones(postgres_url: str) -> None:
+    store = JobStore(postgres_url)
+    try:
+        ids = [store.add_job(owner="o", image=b"x", seed=i + 1, params={"cfg_scale": 1.8}, route="v2beta") for i in range(3)]
+        first = store.claim_next()
+        assert first is not None and first.id == ids[0] and first.seed == 1 and first.params == {"cfg_scale": 1.8}
+        assert store.counts() == {"queued": 2, "running": 1, "done": 0, "failed": 0}
+        assert store.requeue_running() == 1
+        claimed = [store.claim_next() for _ in range(3)]
+        assert sorted(job.id for job in claimed) == sorted(ids) and store.claim_next() is None
+        assert store.finish(ids[0], video=b"mp4", seed=1, finish_reason="SUCCESS", ttl=60)
+        assert not store.finish(ids[0], video=b"other", seed=1, finish_reason="SUCCESS", ttl=60)
+        assert store.result(ids[0]).video == b"mp4"
+    finally:
+        store.close()
+
+
+def test_the_routes_work_on_a_postgres_store(postgres_url: str, tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path, database_url=postgres_url), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "pg")
+        job_id = submit(client, key, seed=5).json()["id"]
+        answer = wait_result(client, key, job_id)
+    assert answer.status_code == 200 and answer.headers["seed"] == "5"
+    assert not (tmp_path / "jobs.sqlite3").exists()
