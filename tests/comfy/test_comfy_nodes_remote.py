@@ -61,12 +61,12 @@ def test_saved_workflow_runs_against_a_server_and_fits_the_image(server, comfy_s
     assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
     assert float(frames[2].mean()) > float(frames[0].mean())  # the frames are the video's, in order
     (submit,) = server.submits
-    assert submitted_size(submit) == (768, 768)  # 4:3 goes to the nearest protocol size
+    assert submitted_size(submit) == (1024, 576)  # 4:3 ties 16:9 and 1:1; a landscape image stays landscape
     assert submit.form["seed"] == "5" and float(submit.form["cfg_scale"]) == 2.5
     assert submit.form["motion_bucket_id"] == "40"
     assert SECRET in submit.headers["authorization"]
     fitted = [r.getMessage() for r in caplog.records if "fitted" in r.getMessage()]
-    assert len(fitted) == 1 and "640x480" in fitted[0] and "768x768" in fitted[0]
+    assert len(fitted) == 1 and "640x480" in fitted[0] and "1024x576" in fitted[0]
     assert comfy_stub.updates()[-1] == (100, 100)
 
 

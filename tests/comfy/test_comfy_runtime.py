@@ -154,7 +154,7 @@ def test_one_log_line_when_the_image_is_fitted(comfy_stub, caplog):
     caplog.set_level(logging.INFO, logger="img2vid")
     generate_videos(engine, [_request(640, 480)])
     lines = [r.getMessage() for r in caplog.records if "fitted" in r.getMessage()]
-    assert lines == ["img2vid: input image 640x480 is fitted (crop) to 768x768, the nearest size the engine accepts"]
+    assert lines == ["img2vid: input image 640x480 is fitted (crop) to 1024x576, the nearest size the engine accepts"]
 
     caplog.clear()
     generate_videos(engine, [_request(1024, 576)])
