@@ -27,10 +27,10 @@ DataOption = Annotated[
 
 
 def _store(data: Path | None):  # noqa: ANN202 - the store type is imported lazily
-    from ..server.settings import ServerSettings
+    from ..server.settings import load_settings
     from ..server.store import JobStore
 
-    settings = ServerSettings(data=data) if data is not None else ServerSettings()
+    settings = load_settings(data=data)
     if settings.database_url is None:
         settings.data.mkdir(parents=True, exist_ok=True)
     return JobStore(settings.store_url())

@@ -8,7 +8,7 @@ the command runs, so ``img2vid --help`` stays fast. This module must never print
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -43,21 +43,21 @@ def serve(
     try:
         import uvicorn
 
-        from ..server import ServerSettings, create_app
+        from ..server import create_app
         from ..server.app import engine_factory_for
         from ..server.dispatch import warm_engines
+        from ..server.settings import load_settings
 
-        given: dict[str, Any] = {
-            "data": data,
-            "model": model,
-            "workers": workers,
-            "device": device,
-            "any_size": any_size,
-            "auth": auth,
-            "rate_limit": rate_limit,
-            "result_ttl": result_ttl,
-        }
-        settings = ServerSettings(**{name: value for name, value in given.items() if value is not None})
+        settings = load_settings(
+            data=data,
+            model=model,
+            workers=workers,
+            device=device,
+            any_size=any_size,
+            auth=auth,
+            rate_limit=rate_limit,
+            result_ttl=result_ttl,
+        )
         # Load the model before listening, so a model that cannot load is a plain error and an exit code.
         engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
         app = create_app(settings, engine_factory=lambda: next(engines))

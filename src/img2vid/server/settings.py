@@ -7,11 +7,14 @@ This module must never hold a secret: API keys live hashed in the store, not in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServerSettings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS"]
+from ..errors import InvalidInputError
+
+__all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS"]
 
 #: The protocol's request size limit: larger uploads get 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -74,3 +77,26 @@ class ServerSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data / 'jobs.sqlite3').resolve()}"
+
+
+def load_settings(**given: Any) -> ServerSettings:
+    """Settings from the given values (``None`` means "not given") over ``IMG2VID_*`` variables.
+
+    A bad value, typed as an option or set in the environment, is an :class:`InvalidInputError` naming
+    the setting, its variable and what is allowed, not pydantic's report.
+    """
+    try:
+        return ServerSettings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        name = str(problem["loc"][0]) if problem.get("loc") else "settings"
+        text = str(problem.get("msg", "invalid"))
+        allowed = text.removeprefix("Input should be ")
+        shown = problem.get("input")
+        rule = f"must be {allowed}" if allowed != text else f"is not valid: {text}"
+        raise InvalidInputError(
+            f"{name} (IMG2VID_{name.upper()}) {rule}; got {shown!r}",
+            field=name,
+            value=shown,
+            allowed=allowed,
+        ) from None

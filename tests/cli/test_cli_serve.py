@@ -1,0 +1,27 @@
+"""``img2vid serve`` and ``img2vid keys``: a bad setting, as an option or a variable, is a plain error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("fastapi")
+
+from img2vid.cli import app  # noqa: E402
+
+
+def test_an_out_of_range_serve_option_is_exit_code_2_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", "--data", str(tmp_path), "--workers", "100"])
+    assert result.exit_code == 2, result.output
+    assert "workers (IMG2VID_WORKERS) must be less than or equal to 64; got 100" in result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+
+
+def test_a_bad_variable_is_exit_code_2_for_the_keys_command_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMG2VID_RATE_LIMIT", "lots")
+    result = CliRunner().invoke(app, ["keys", "list", "--data", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "rate_limit (IMG2VID_RATE_LIMIT)" in result.output and "'lots'" in result.output
+    assert "internal error" not in result.output
