@@ -25,3 +25,13 @@ def test_a_bad_variable_is_exit_code_2_for_the_keys_command_too(tmp_path: Path, 
     assert result.exit_code == 2, result.output
     assert "rate_limit (IMG2VID_RATE_LIMIT)" in result.output and "'lots'" in result.output
     assert "internal error" not in result.output
+
+
+def test_an_empty_database_url_means_the_default_file_whose_folder_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMG2VID_DATABASE_URL", "")
+    data = tmp_path / "not" / "yet"
+    result = CliRunner().invoke(app, ["keys", "create", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert (data / "jobs.sqlite3").is_file()

@@ -28,12 +28,8 @@ DataOption = Annotated[
 
 def _store(data: Path | None):  # noqa: ANN202 - the store type is imported lazily
     from ..server.settings import load_settings
-    from ..server.store import JobStore
 
-    settings = load_settings(data=data)
-    if settings.database_url is None:
-        settings.data.mkdir(parents=True, exist_ok=True)
-    return JobStore(settings.store_url())
+    return load_settings(data=data).open_store()
 
 
 def _when(stamp: float | None) -> str:

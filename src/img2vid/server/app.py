@@ -32,7 +32,7 @@ from .ratelimit import RateLimiter
 from .routes import router
 from .settings import ServerSettings
 from .statuscache import StatusCache
-from .store import QUEUED, JobStore
+from .store import QUEUED
 
 __all__ = ["create_app", "engine_factory_for"]
 
@@ -88,9 +88,7 @@ def create_app(
 ) -> FastAPI:
     """The server app. Its workers start when the app starts (lifespan) and stop with it."""
     settings = settings or ServerSettings()
-    if settings.database_url is None:
-        settings.data.mkdir(parents=True, exist_ok=True)
-    store = JobStore(settings.store_url())
+    store = settings.open_store()
     metrics = ServerMetrics(store)
     statuses = StatusCache(store, ttl=settings.status_cache_seconds)
     if dispatcher is None:

@@ -7,12 +7,15 @@ This module must never hold a secret: API keys live hashed in the store, not in 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .store import JobStore
 
 __all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS"]
 
@@ -77,6 +80,14 @@ class ServerSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data / 'jobs.sqlite3').resolve()}"
+
+    def open_store(self) -> JobStore:
+        """The job store at :meth:`store_url`, creating the data folder first when the store is the default file."""
+        from .store import JobStore
+
+        if not self.database_url:
+            self.data.mkdir(parents=True, exist_ok=True)
+        return JobStore(self.store_url())
 
 
 def load_settings(**given: Any) -> ServerSettings:
