@@ -147,6 +147,10 @@ def test_shared_engine_is_one_per_model_device_dtype() -> None:
     b = LocalEngine.shared("tiny", device="cpu")
     c = LocalEngine.shared("tiny", device="cpu", dtype="bfloat16")
     assert a is b and a is not c
+    # Keyed by what the names resolve to: another spelling of the same device and dtype loads nothing new.
+    assert LocalEngine.shared("tiny", device="CPU", dtype="fp32") is LocalEngine.shared(" tiny", device="cpu", dtype="float32")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert LocalEngine.shared("tiny") is a
 
 
 def test_concurrent_generations_from_threads_are_each_deterministic(engine: LocalEngine) -> None:

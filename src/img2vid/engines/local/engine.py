@@ -45,7 +45,7 @@ class LocalEngine:
     #: Every model img2vid loads is trained at 1024x576; frames are multiples of 64 within that budget.
     size_rule = MultipleOf(64, max_pixels=SVD_MAX_PIXELS)
 
-    _shared: ClassVar[dict[tuple[str, str | None, str | None], LocalEngine]] = {}
+    _shared: ClassVar[dict[tuple[str, torch.device, torch.dtype], LocalEngine]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
@@ -73,14 +73,15 @@ class LocalEngine:
 
     @classmethod
     def shared(cls, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None) -> LocalEngine:
-        """One warm engine per (model, device, dtype) in this process, created on first use."""
-        key = (model.strip() if isinstance(model, str) else model, device, dtype)
+        """One warm engine per (model, device, dtype) in this process, created on first use.
+
+        Keyed by the device and dtype they resolve to, so ``device=None`` on a CPU-only machine and
+        ``device="cpu"`` share one engine rather than loading the model twice.
+        """
+        candidate = cls(model, device=device, dtype=dtype)  # cheap: nothing is loaded yet
+        key = (candidate.model, candidate.device, candidate.dtype)
         with cls._shared_lock:
-            engine = cls._shared.get(key)
-            if engine is None:
-                engine = cls(model, device=device, dtype=dtype)
-                cls._shared[key] = engine
-            return engine
+            return cls._shared.setdefault(key, candidate)
 
     @classmethod
     def from_components(
