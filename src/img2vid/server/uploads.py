@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -24,7 +23,6 @@ from ..images import open_image_bytes
 from ..request import MAX_SEED, RANGES, check_field
 
 __all__ = [
-    "SubmitForm",
     "GENERATION_DEFAULTS",
     "ENGINE_FIELDS",
     "CLIENT_HEADERS",
@@ -49,15 +47,6 @@ CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
 ALLOWED_TYPES = "a PNG, JPEG or WebP image"
-
-
-@dataclass(frozen=True)
-class SubmitForm:
-    """A checked submit request: the image bytes as uploaded, the seed to use, and the engine options."""
-
-    image: bytes
-    seed: int
-    params: dict[str, int | float]
 
 
 def check_client_headers(headers: Any) -> None:
