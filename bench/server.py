@@ -73,10 +73,6 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "bench")]), **env}
-        subprocess.run(
-            [sys.executable, "-m", "img2vid", "keys", "create", "--data", str(data)],
-            env=full_env, capture_output=True, text=True, check=True,
-        )
         self.key = subprocess.run(
             [sys.executable, "-m", "img2vid", "keys", "create", "--name", "bench", "--data", str(data)],
             env=full_env, capture_output=True, text=True, check=True,
@@ -94,6 +90,7 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise SystemExit("the server did not start")
             time.sleep(0.1)
 
