@@ -89,8 +89,7 @@ class LocalEngine:
     ) -> LocalEngine:
         """An engine around components built elsewhere (a benchmark's random full-size model), placed now."""
         engine = cls(parts.source, device=device, dtype=dtype, offload=offload)
-        engine._offload = choose_offload(engine.device, _weight_bytes(parts, engine.dtype), free_memory(engine.device), offload)
-        engine._parts = place_components(parts, engine.device, engine.dtype, offload=engine._offload)
+        engine._place(parts)
         return engine
 
     # ------------------------------------------------------------------ loading
@@ -101,11 +100,14 @@ class LocalEngine:
             return self._parts
         with self._load_lock:
             if self._parts is None:
-                parts = load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16))
-                weight_bytes = _weight_bytes(parts, self.dtype)
-                self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
-                self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
+                self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
         return self._parts
+
+    def _place(self, parts: Components) -> None:
+        """Decide on offload from the weights' size and the free memory, then cast and move the parts."""
+        weight_bytes = _weight_bytes(parts, self.dtype)
+        self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
+        self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
 
     # ------------------------------------------------------------------ generating
 
