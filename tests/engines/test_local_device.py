@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from img2vid.engines.local.device import choose_device, choose_dtype, choose_offload, plan_memory  # noqa: E402
+from img2vid.engines.local.device import choose_device, choose_dtype, choose_offload, decode_chunk  # noqa: E402
 from img2vid.errors import InvalidInputError  # noqa: E402
 
 GIB = 1024**3
@@ -32,17 +32,17 @@ def test_cpu_is_chosen_without_a_gpu_and_can_be_asked_for() -> None:
 
 
 def test_decode_chunk_follows_free_memory_and_an_explicit_value_wins() -> None:
-    common = dict(device=torch.device("cuda"), dtype=torch.float16, frames=25, width=1024, height=576)
-    roomy = plan_memory(free=60 * GIB, **common)
-    tight = plan_memory(free=6 * GIB, **common)
-    assert roomy.decode_chunk_size == 25
-    assert tight.decode_chunk_size in (14, 8, 4, 2, 1)
+    common = dict(dtype=torch.float16, frames=25, width=1024, height=576)
+    roomy = decode_chunk(free=60 * GIB, **common)
+    tight = decode_chunk(free=6 * GIB, **common)
+    assert roomy == 25
+    assert tight in (14, 8, 4, 2, 1)
     # A little more or less free memory does not change the chunk (it changes the frames slightly).
-    assert plan_memory(free=int(6.2 * GIB), **common).decode_chunk_size == tight.decode_chunk_size
-    assert plan_memory(free=60 * GIB, decode_chunk_size=3, **common).decode_chunk_size == 3
+    assert decode_chunk(free=int(6.2 * GIB), **common) == tight
+    assert decode_chunk(free=60 * GIB, requested=3, **common) == 3
     # fp32 needs twice the room per frame.
-    fp32 = plan_memory(free=6 * GIB, **{**common, "dtype": torch.float32})
-    assert fp32.decode_chunk_size <= tight.decode_chunk_size
+    fp32 = decode_chunk(free=6 * GIB, **{**common, "dtype": torch.float32})
+    assert fp32 <= tight
 
 
 def test_offload_only_when_the_gpu_is_short_and_overridable() -> None:

@@ -10,13 +10,12 @@ the option and the allowed values. This module only reads the hardware; it never
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 
 from ...errors import InvalidInputError
 
-__all__ = ["DTYPES", "choose_device", "choose_dtype", "choose_offload", "free_memory", "MemoryPlan", "plan_memory"]
+__all__ = ["DTYPES", "choose_device", "choose_dtype", "choose_offload", "free_memory", "decode_chunk"]
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -111,42 +110,32 @@ def choose_offload(device: torch.device, weight_bytes: int, free: int | None, re
     return weight_bytes + SVD_UNET_WORK_BYTES * min(1.0, weight_bytes / (4 * GIB)) > free
 
 
-@dataclass(frozen=True)
-class MemoryPlan:
-    """How to fit a job in memory."""
-
-    offload: bool
-    decode_chunk_size: int
-
-
-def plan_memory(
+def decode_chunk(
     *,
-    device: torch.device,
     dtype: torch.dtype,
     frames: int,
     width: int,
     height: int,
     free: int | None,
     model_scale: float = 1.0,
-    offload: bool = False,
-    decode_chunk_size: int | None = None,
-) -> MemoryPlan:
-    """The decode chunk from free memory (an explicit value always wins), alongside the offload choice.
+    requested: int | None = None,
+) -> int:
+    """Frames the VAE decodes at once: ``requested`` if given, else as many as free memory allows.
 
     ``free`` is measured with the model already loaded, so the weights are not counted again.
     ``model_scale`` is the model's activation size relative to SVD's (1.0 for SVD; tiny is far smaller).
     Decoding all frames at once gives the smoothest result, so the chunk is as large as memory allows.
     """
+    if requested is not None:
+        return int(requested)
     bytes_per_value = 4 if dtype == torch.float32 else 2
     scale = (width * height / REFERENCE_PIXELS) * (bytes_per_value / 2) * model_scale
-    if decode_chunk_size is None:
-        # A few fixed sizes rather than any number: the chunk changes the frames slightly, so a small
-        # change in free memory should not change the result.
-        ladder = [frames] + [size for size in CHUNK_LADDER if size < frames]
-        if free is None:
-            fits = [size for size in ladder if size <= 8]
-        else:
-            per_frame = max(1, int(DECODE_BYTES_PER_FRAME * scale))
-            fits = [size for size in ladder if size * per_frame <= free * 0.8]
-        decode_chunk_size = fits[0] if fits else 1
-    return MemoryPlan(offload=bool(offload), decode_chunk_size=int(decode_chunk_size))
+    # A few fixed sizes rather than any number: the chunk changes the frames slightly, so a small
+    # change in free memory should not change the result.
+    ladder = [frames] + [size for size in CHUNK_LADDER if size < frames]
+    if free is None:
+        fits = [size for size in ladder if size <= 8]
+    else:
+        per_frame = max(1, int(DECODE_BYTES_PER_FRAME * scale))
+        fits = [size for size in ladder if size * per_frame <= free * 0.8]
+    return fits[0] if fits else 1

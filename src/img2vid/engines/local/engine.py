@@ -21,7 +21,7 @@ from ...video import Video
 from ..base import CancelCheck, ProgressCallback
 from .components import Components
 from .configs import SVD_MAX_PIXELS
-from .device import choose_device, choose_dtype, choose_offload, free_memory, plan_memory
+from .device import choose_device, choose_dtype, choose_offload, decode_chunk, free_memory
 from .models import DEFAULT_MODEL, load_components, model_scale, place_components
 from .pipeline import Placement, SVDParams, run_svd
 
@@ -128,16 +128,14 @@ class LocalEngine:
         fps = request.fps if request.fps is not None else DEFAULT_FPS
         with self._run_lock:
             # Planned inside the lock: free memory is read while no other run of this engine holds any.
-            plan = plan_memory(
-                device=self.device,
+            chunk = decode_chunk(
                 dtype=self.dtype,
                 frames=frames,
                 width=width,
                 height=height,
                 free=free_memory(self.device),
                 model_scale=model_scale(parts),
-                offload=self._offload,
-                decode_chunk_size=request.decode_chunk_size,
+                requested=request.decode_chunk_size,
             )
             params = SVDParams(
                 frames=frames,
@@ -151,9 +149,9 @@ class LocalEngine:
                     request.min_guidance_scale if request.min_guidance_scale is not None else DEFAULT_MIN_GUIDANCE
                 ),
                 max_guidance_scale=request.cfg_scale,
-                decode_chunk_size=plan.decode_chunk_size,
+                decode_chunk_size=chunk,
             )
-            placement = Placement(device=self.device, dtype=self.dtype, offload=plan.offload)
+            placement = Placement(device=self.device, dtype=self.dtype, offload=self._offload)
             generator = torch.Generator(self.device).manual_seed(seed)
             try:
                 frames_array = run_svd(parts, image, params, generator, placement, progress, cancel)
