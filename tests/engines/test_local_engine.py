@@ -185,6 +185,20 @@ def test_out_of_memory_becomes_a_service_error(engine: LocalEngine, monkeypatch:
     assert "out of memory" in str(info.value) and "decode chunk" in str(info.value)
 
 
+def test_out_of_memory_while_placing_the_model_says_what_to_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.engines.local import engine as engine_module
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine_module, "place_components", explode)
+    fresh = LocalEngine("tiny", device="cpu")
+    with pytest.raises(ServiceError) as info:
+        fresh.load()
+    assert "out of memory holding the model's weights" in str(info.value) and "offload" in str(info.value)
+    assert repr(fresh).endswith("not loaded)")
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [("device", "tpu", "device must be"), ("dtype", "int8", "float32, float16 or bfloat16"), ("device", "cuda:7", "device")],

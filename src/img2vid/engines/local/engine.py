@@ -107,7 +107,19 @@ class LocalEngine:
         """Decide on offload from the weights' size and the free memory, then cast and move the parts."""
         weight_bytes = _weight_bytes(parts, self.dtype)
         self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
-        self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
+        try:
+            self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
+        except _OUT_OF_MEMORY as error:
+            self._free_cache()
+            raise ServiceError(
+                f"the {self.device} device ran out of memory holding the model's weights "
+                f"({weight_bytes / 1024**3:.1f} GiB in {str(self.dtype).removeprefix('torch.')}): try offload "
+                "(offload=True), a half-precision dtype, or another device"
+            ) from error
+
+    def _free_cache(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ generating
 
@@ -156,8 +168,7 @@ class LocalEngine:
             try:
                 frames_array = run_svd(parts, image, params, generator, placement, progress, cancel)
             except _OUT_OF_MEMORY as error:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._free_cache()
                 raise ServiceError(
                     f"the {self.device} device ran out of memory at {width}x{height}, {frames} frames: try a smaller "
                     f"decode chunk (decode_chunk_size, --decode-chunk; it was {params.decode_chunk_size}), fewer "
