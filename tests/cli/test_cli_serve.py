@@ -35,3 +35,22 @@ def test_an_empty_database_url_means_the_default_file_whose_folder_is_made(
     result = CliRunner().invoke(app, ["keys", "create", "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert (data / "jobs.sqlite3").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "words"),
+    [
+        ("nonsense", 2, "database_url (IMG2VID_DATABASE_URL) cannot be used"),
+        ("postgres2://user:hunter22@db/jobs", 2, "database_url (IMG2VID_DATABASE_URL) cannot be used"),
+        ("postgresql+psycopg://user:hunter22@127.0.0.1:1/jobs", 6, "cannot open the job store"),
+    ],
+)
+def test_a_bad_or_unreachable_database_is_a_plain_error_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, code: int, words: str
+) -> None:
+    if url.startswith("postgresql+psycopg"):
+        pytest.importorskip("psycopg")
+    monkeypatch.setenv("IMG2VID_DATABASE_URL", url)
+    result = CliRunner().invoke(app, ["keys", "list", "--data", str(tmp_path)])
+    assert result.exit_code == code, result.output
+    assert words in result.output and "hunter22" not in result.output

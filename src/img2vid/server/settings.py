@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ServiceError
 
 if TYPE_CHECKING:
     from .store import JobStore
@@ -82,12 +82,32 @@ class ServerSettings(BaseSettings):
         return f"sqlite:///{(self.data / 'jobs.sqlite3').resolve()}"
 
     def open_store(self) -> JobStore:
-        """The job store at :meth:`store_url`, creating the data folder first when the store is the default file."""
+        """The job store at :meth:`store_url`, creating the data folder first when the store is the default file.
+
+        A URL that cannot be used is an :class:`InvalidInputError` naming ``database_url``, and a database
+        that does not answer a :class:`ServiceError`; neither message repeats the URL, which may hold a password.
+        """
+        from sqlalchemy.exc import ArgumentError, DBAPIError
+
         from .store import JobStore
 
         if not self.database_url:
             self.data.mkdir(parents=True, exist_ok=True)
-        return JobStore(self.store_url())
+        try:
+            return JobStore(self.store_url())
+        except (ArgumentError, ImportError) as error:
+            raise InvalidInputError(
+                f"database_url (IMG2VID_DATABASE_URL) cannot be used: {_first_line(error)}",
+                field="database_url",
+                allowed="a SQLAlchemy URL whose driver is installed (postgresql+psycopg://user:password@host/db)",
+            ) from None
+        except DBAPIError as error:
+            raise ServiceError(f"cannot open the job store: {_first_line(error.orig or error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_settings(**given: Any) -> ServerSettings:
