@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -120,6 +121,14 @@ def _median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.clip_s)[len(runs) // 2]
 
 
+def decode_chunk_of(texts: list[str]) -> int:
+    """The decode chunk a run used, from its first "decoding frames 1-N/T" progress text."""
+    match = re.match(r"decoding frames 1-(\d+)/", texts[0]) if texts else None
+    if match is None:
+        raise ValueError(f"no decode progress among {texts!r}")
+    return int(match.group(1))
+
+
 def run_img2vid(parts: Any, setup: Setup, device: str, torch: Any, sync: Callable[[], None], repeats: int) -> Result:
     from img2vid import VideoRequest
     from img2vid.engines.local import LocalEngine
@@ -148,7 +157,7 @@ def run_img2vid(parts: Any, setup: Setup, device: str, torch: Any, sync: Callabl
         clock.mark()
         peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
         dtype = str(engine.dtype).removeprefix("torch.")
-        settings = f"{dtype}, decode chunk {-(-setup.frames // max(1, len(decode_chunks)))}, offload {engine._offload}"
+        settings = f"{dtype}, decode chunk {decode_chunk_of(decode_chunks)}, offload {engine._offload}"
         runs.append(_summarise("img2vid LocalEngine", settings, clock, setup.steps, video.frames, peak))
     return _median(runs)
 
