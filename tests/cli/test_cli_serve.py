@@ -54,3 +54,13 @@ def test_a_bad_or_unreachable_database_is_a_plain_error_without_the_password(
     result = CliRunner().invoke(app, ["keys", "list", "--data", str(tmp_path)])
     assert result.exit_code == code, result.output
     assert words in result.output and "hunter22" not in result.output
+
+
+def test_create_app_reads_the_environment_with_the_same_plain_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.errors import InvalidInputError
+    from img2vid.server import create_app
+
+    monkeypatch.setenv("IMG2VID_RESULT_TTL", "-5")
+    with pytest.raises(InvalidInputError) as info:
+        create_app()
+    assert info.value.field == "result_ttl" and "IMG2VID_RESULT_TTL" in str(info.value)

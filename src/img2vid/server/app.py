@@ -30,7 +30,7 @@ from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .ratelimit import RateLimiter
 from .routes import router
-from .settings import ServerSettings
+from .settings import ServerSettings, load_settings
 from .statuscache import StatusCache
 from .store import QUEUED
 
@@ -87,7 +87,7 @@ def create_app(
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     """The server app. Its workers start when the app starts (lifespan) and stop with it."""
-    settings = settings or ServerSettings()
+    settings = settings or load_settings()
     store = settings.open_store()
     metrics = ServerMetrics(store)
     statuses = StatusCache(store, ttl=settings.status_cache_seconds)
