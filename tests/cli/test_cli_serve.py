@@ -64,3 +64,10 @@ def test_create_app_reads_the_environment_with_the_same_plain_errors(monkeypatch
     with pytest.raises(InvalidInputError) as info:
         create_app()
     assert info.value.field == "result_ttl" and "IMG2VID_RESULT_TTL" in str(info.value)
+
+
+def test_the_settings_repr_never_shows_the_database_url() -> None:
+    from img2vid.server.settings import ServerSettings
+
+    settings = ServerSettings(database_url="postgresql+psycopg://img2vid:hunter22@db/jobs")
+    assert "hunter22" not in repr(settings) and "hunter22" not in str(settings)

@@ -1,7 +1,8 @@
 """The server's settings: one pydantic-settings object, read from arguments and ``IMG2VID_*`` variables.
 
 Every knob an operator may turn lives here with its default, so the CLI, the app and the tests agree.
-This module must never hold a secret: API keys live hashed in the store, not in settings.
+This module must never hold an API key (keys live hashed in the store), and never show the database URL,
+which may carry a password.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ServerSettings(BaseSettings):
     #: Folder holding the SQLite job store (``jobs.sqlite3``).
     data: Path = Field(default_factory=default_data_dir)
     #: A SQLAlchemy URL for the store; default ``sqlite:///<data>/jobs.sqlite3``. A PostgreSQL URL works too.
-    database_url: str | None = None
+    #: It may hold the database's password, so it is left out of the settings' repr.
+    database_url: str | None = Field(default=None, repr=False)
     #: Local model for the embedded workers (``tiny`` for offline smoke runs); None: the engine's default.
     model: str | None = None
     #: Device and dtype for the local engine; None: chosen automatically.
