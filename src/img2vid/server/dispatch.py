@@ -149,14 +149,14 @@ class EmbeddedDispatcher:
     def run_job(self, engine: Engine, job: JobInput) -> None:
         """Run one claimed job to its stored outcome; never raises."""
         started = time.monotonic()
-        last_write = [0.0, 0.0]  # time, fraction
+        last_write = [0.0]  # when progress was last written
 
         def progress(fraction: float | None, _text: str) -> None:
             if fraction is None:
                 return
             now = time.monotonic()
             if now - last_write[0] >= _PROGRESS_WRITE_SECONDS or fraction >= 1.0:
-                last_write[0], last_write[1] = now, fraction
+                last_write[0] = now
                 try:
                     self.store.set_progress(job.id, max(0.0, min(0.99, float(fraction))))
                     self.on_change(job.id)
