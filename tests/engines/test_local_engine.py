@@ -173,16 +173,36 @@ def test_concurrent_generations_from_threads_are_each_deterministic(engine: Loca
     assert all(np.array_equal(r, expected) for r in results)
 
 
-def test_out_of_memory_becomes_a_service_error(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB)"),
+    ],
+)
+def test_out_of_memory_becomes_a_service_error(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, error: RuntimeError
+) -> None:
     from img2vid.engines.local import engine as engine_module
 
     def explode(*args: object, **kwargs: object) -> None:
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        raise error
 
     monkeypatch.setattr(engine_module, "run_svd", explode)
     with pytest.raises(ServiceError) as info:
         engine.generate(_request())
     assert "out of memory" in str(info.value) and "decode chunk" in str(info.value)
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.engines.local import engine as engine_module
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("expected all tensors to be on the same device")
+
+    monkeypatch.setattr(engine_module, "run_svd", explode)
+    with pytest.raises(RuntimeError, match="same device"):
+        engine.generate(_request())
 
 
 def test_out_of_memory_while_placing_the_model_says_what_to_try(monkeypatch: pytest.MonkeyPatch) -> None:

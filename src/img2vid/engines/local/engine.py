@@ -29,6 +29,11 @@ __all__ = ["LocalEngine", "DEFAULT_FPS", "DEFAULT_NOISE_AUG", "DEFAULT_MIN_GUIDA
 
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    """CUDA's out-of-memory error, or another backend's (MPS raises a plain RuntimeError saying so)."""
+    return isinstance(error, _OUT_OF_MEMORY) or "out of memory" in str(error).lower()
+
 DEFAULT_FPS = 7
 DEFAULT_NOISE_AUG = 0.02
 DEFAULT_MIN_GUIDANCE = 1.0
@@ -109,7 +114,9 @@ class LocalEngine:
         self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
         try:
             self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
-        except _OUT_OF_MEMORY as error:
+        except RuntimeError as error:
+            if not _is_out_of_memory(error):
+                raise
             self._free_cache()
             raise ServiceError(
                 f"the {self.device} device ran out of memory holding the model's weights "
@@ -167,7 +174,9 @@ class LocalEngine:
             generator = torch.Generator(self.device).manual_seed(seed)
             try:
                 frames_array = run_svd(parts, image, params, generator, placement, progress, cancel)
-            except _OUT_OF_MEMORY as error:
+            except RuntimeError as error:
+                if not _is_out_of_memory(error):
+                    raise
                 self._free_cache()
                 raise ServiceError(
                     f"the {self.device} device ran out of memory at {width}x{height}, {frames} frames: try a smaller "
