@@ -70,3 +70,36 @@ def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, store.counts()
             time.sleep(0.02)
         assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0}
+
+
+def test_a_job_running_at_every_crash_is_failed_after_max_attempts_not_rerun_forever(tmp_path: Path) -> None:
+    from img2vid.server.store import MAX_ATTEMPTS
+
+    store = JobStore(ServerSettings(data=tmp_path).store_url())
+    try:
+        poison = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        for crash in range(1, MAX_ATTEMPTS + 1):
+            assert store.claim_next().id == poison  # a server takes the job ... and dies running it
+            requeued = store.requeue_running()
+            assert requeued == (1 if crash < MAX_ATTEMPTS else 0)
+        status = store.status(poison)
+        assert status.status == "failed" and "not run again" in status.error_message
+        assert store.claim_next() is None
+    finally:
+        store.close()
+
+
+def test_clean_stops_do_not_count_towards_the_crash_limit(tmp_path: Path) -> None:
+    from img2vid.server.store import MAX_ATTEMPTS
+
+    store = JobStore(ServerSettings(data=tmp_path).store_url())
+    try:
+        job = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        for _ in range(MAX_ATTEMPTS + 1):
+            assert store.claim_next().id == job
+            store.requeue(job)  # a clean stop mid-job
+        assert store.claim_next().id == job
+        assert store.requeue_running() == 1  # one crash: still re-queued
+        assert store.status(job).status == "queued"
+    finally:
+        store.close()

@@ -110,7 +110,7 @@ class EmbeddedDispatcher:
         return len(self._engines) == self.workers and not self._stop.is_set()
 
     def start(self) -> None:
-        requeued = self.store.requeue_running()
+        requeued = self.store.requeue_running(ttl=self.result_ttl)
         if requeued:
             log.warning("re-queued %d job(s) left running by an earlier server", requeued)
         self._engines = warm_engines(self.engine_factory, self.workers)

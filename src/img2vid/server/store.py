@@ -36,6 +36,9 @@ from sqlalchemy.engine import Engine as SqlEngine
 __all__ = ["JobStore", "JobStatus", "JobResult", "JobInput", "ApiKeyRow", "QUEUED", "RUNNING", "DONE", "FAILED"]
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+#: How many times a job may be running when the server dies before it is failed rather than re-run.
+MAX_ATTEMPTS = 3
 STATES = (QUEUED, RUNNING, DONE, FAILED)
 
 metadata = MetaData()
@@ -271,15 +274,42 @@ class JobStore:
         return done.rowcount == 1
 
     def requeue(self, job_id: str) -> None:
-        """Put a job this process was running back in the queue (a clean shutdown mid-job)."""
+        """Put a job this process was running back in the queue (a clean shutdown mid-job).
+
+        A clean stop is not the job's fault, so the claim it used is given back and does not count
+        towards :data:`MAX_ATTEMPTS`.
+        """
         with self.engine.begin() as conn:
             conn.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING).values(status=QUEUED, progress=0.0)
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
+                .values(status=QUEUED, progress=0.0, attempts=jobs.c.attempts - 1)
             )
 
-    def requeue_running(self) -> int:
-        """At start: every job a crashed server left running goes back in the queue. Returns how many."""
+    def requeue_running(self, *, max_attempts: int = MAX_ATTEMPTS, ttl: float = 24 * 3600) -> int:
+        """At start: every job a crashed server left running goes back in the queue. Returns how many.
+
+        A job that was already running when the server died ``max_attempts`` times is failed instead:
+        a job that kills the server (a poison input, a driver crash) must not take it down at every start.
+        """
+        now = time.time()
         with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.status == RUNNING, jobs.c.attempts >= max_attempts)
+                .values(
+                    status=FAILED,
+                    error_status=500,
+                    error_name="internal_error",
+                    error_message=(
+                        f"the job was running each of the {max_attempts} times the server stopped "
+                        "unexpectedly, so it was not run again"
+                    ),
+                    image=None,
+                    finished_at=now,
+                    expires_at=now + ttl,
+                )
+            )
             result = conn.execute(update(jobs).where(jobs.c.status == RUNNING).values(status=QUEUED, progress=0.0))
         return int(result.rowcount or 0)
 
