@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ __all__ = [
     "resolve_base_url",
     "resolve_api_key",
     "require_api_key",
-    "RemoteSettings",
 ]
 
 STABILITY_BASE_URL = "https://api.stability.ai"
@@ -116,21 +114,3 @@ def require_api_key(explicit: str | None, base_url: str, config: dict[str, Any] 
     if key is None:
         raise AuthenticationError(missing_key_message(base_url))
     return key
-
-
-@dataclass(frozen=True)
-class RemoteSettings:
-    """A resolved server and key. The key never shows in ``repr``."""
-
-    base_url: str
-    api_key: str | None
-
-    def __repr__(self) -> str:
-        shown = "None" if self.api_key is None else "'********'"
-        return f"RemoteSettings(base_url={self.base_url!r}, api_key={shown})"
-
-    @classmethod
-    def resolve(cls, base_url: str | None = None, api_key: str | None = None) -> RemoteSettings:
-        config = load_config()
-        url = resolve_base_url(base_url, config)
-        return cls(base_url=url, api_key=resolve_api_key(api_key, url, config))
