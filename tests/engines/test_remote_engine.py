@@ -190,6 +190,19 @@ def test_retries_are_bounded(
     assert caught.value.status == 500 and "500" in caught.value.message and caught.value.details == ["disk full"]
 
 
+def test_a_retry_policy_keeps_its_own_bound_unless_max_retries_is_given(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(*[error(500)] * 8)
+    with pytest.raises(errors.ServiceError):
+        make_engine(retry_policy=RetryPolicy(max_retries=0)).generate(request_)
+    assert len(server.submits) == 1
+    with pytest.raises(errors.ServiceError):
+        make_engine(retry_policy=RetryPolicy(max_retries=5, initial_delay=0.01, max_delay=0.01), max_retries=1).generate(request_)
+    assert len(server.submits) == 3
+
+
 def test_a_connection_dropped_mid_poll_is_retried(
     fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
 ) -> None:

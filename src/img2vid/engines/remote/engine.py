@@ -12,6 +12,7 @@ exception, a repr or a progress text.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -96,7 +97,7 @@ class RemoteEngine:
     ``$STABILITY_API_KEY`` for Stability's URL), then ``base_url`` / ``api_key`` in the config file.
     ``timeout`` bounds a whole generation; ``poll_interval`` is the pause between polls when the server
     gives no ``Retry-After`` (default 10 s for Stability, 1 s elsewhere); ``max_retries`` bounds the
-    retries of each request. ``transport`` replaces httpx's network transport (tests, proxies).
+    retries of each request (default: ``retry_policy``'s, 2 unless a policy says otherwise). ``transport`` replaces httpx's network transport (tests, proxies).
     """
 
     size_rule: FixedSizes = PROTOCOL_SIZES
@@ -108,7 +109,7 @@ class RemoteEngine:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         poll_interval: float | None = None,
-        max_retries: int = DEFAULT_RETRY_POLICY.max_retries,
+        max_retries: int | None = None,
         client_id: str | None = None,
         user_id: str | None = None,
         version: str | None = None,
@@ -132,19 +133,15 @@ class RemoteEngine:
             self.poll_interval = float(poll_interval)
         else:
             raise errors.InvalidInputError.for_field("poll_interval", poll_interval, "a number of seconds, 0 or more")
+        policy = retry_policy or DEFAULT_RETRY_POLICY
+        if max_retries is None:
+            max_retries = policy.max_retries
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
             raise errors.InvalidInputError.for_field("max_retries", max_retries, "an integer from 0 to 10")
         if api_version not in ROUTES:
             raise errors.InvalidInputError.for_field("api_version", api_version, "v2beta or v2alpha")
         self.api_version: ApiVersion = api_version
-        policy = retry_policy or DEFAULT_RETRY_POLICY
-        self.retry_policy = RetryPolicy(
-            max_retries=max_retries,
-            initial_delay=policy.initial_delay,
-            max_delay=policy.max_delay,
-            jitter=policy.jitter,
-            max_retry_after=policy.max_retry_after,
-        )
+        self.retry_policy = dataclasses.replace(policy, max_retries=max_retries)
 
         headers = {"user-agent": f"img2vid/{__version__}", "accept": "video/*"}
         for name, value in (
