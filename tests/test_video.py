@@ -71,6 +71,16 @@ def test_png_folder_round_trip_is_lossless(tmp_path: Path) -> None:
     assert back.fps == 12.5
 
 
+@pytest.mark.parametrize("damage", [b"not a png", None], ids=["garbage", "truncated"])
+def test_a_broken_frame_in_a_png_folder_is_a_clear_error(tmp_path: Path, damage: bytes | None) -> None:
+    folder = Video(moving_frames(3), fps=8).save(tmp_path / "frames", "png")
+    broken = sorted(folder.glob("*.png"))[1]
+    broken.write_bytes(damage if damage is not None else broken.read_bytes()[:80])
+    with pytest.raises(InvalidInputError, match="could not be read") as caught:
+        Video.open(folder)
+    assert caught.value.field == "video" and broken.name in caught.value.message
+
+
 @pytest.mark.parametrize("fmt", ["mp4", "webm", "webp", "gif"])
 def test_save_by_suffix_then_open(tmp_path: Path, fmt: str) -> None:
     target = tmp_path / "nested" / f"clip.{fmt}"

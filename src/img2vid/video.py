@@ -371,7 +371,7 @@ def _write_png_folder(video: Video, folder: Path) -> None:
 
 
 def _read_png_folder(folder: Path) -> Video:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     paths = sorted(folder.glob("*.png"))
     if not paths:
@@ -379,13 +379,18 @@ def _read_png_folder(folder: Path) -> Video:
     fps = 8.0
     arrays = []
     for index, path in enumerate(paths):
-        with Image.open(path) as img:
-            if index == 0:
-                try:
-                    fps = float(img.info.get("img2vid:fps", fps))
-                except ValueError:
-                    pass
-            arrays.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        try:
+            with Image.open(path) as img:
+                if index == 0:
+                    try:
+                        fps = float(img.info.get("img2vid:fps", fps))
+                    except ValueError:
+                        pass
+                arrays.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInputError(
+                f"the PNG frame {path} could not be read: {exc}", field="video", value=str(path)
+            ) from exc
     if len({a.shape for a in arrays}) != 1:
         raise InvalidInputError(f"the PNG frames in {folder} differ in size", field="video", value=str(folder))
     return Video(frames=np.stack(arrays), fps=fps)
