@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..config import resolve_base_url
-from ..engines.base import Engine
+from ..engines.base import Engine, close_engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
@@ -302,7 +302,10 @@ class Img2VidImageToVideo:
             ]
             chosen = choose_node_engine(engine, server, model)
         node_id = str(unique_id) if unique_id is not None else None
-        videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
+        try:
+            videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
+        finally:
+            close_engine(chosen)
         with node_errors(secrets):
             all_frames = _concat_frames(videos)
         counts = [v.num_frames for v in videos]
