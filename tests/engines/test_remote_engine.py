@@ -497,7 +497,7 @@ def test_the_key_never_reaches_logs_errors_reprs_or_progress(
     assert any("********" in text for text in texts)  # the echoed key was masked, not dropped silently
 
 
-@pytest.mark.parametrize("logger", ["img2vid.remote", "httpx", "httpcore.http11", "httpcore.connection"])
+@pytest.mark.parametrize("logger", ["img2vid.remote", "img2vid.comfy", "httpx", "httpcore.http11", "httpcore.connection"])
 def test_log_lines_that_carry_the_key_are_masked(
     make_engine: EngineFactory, caplog: pytest.LogCaptureFixture, logger: str
 ) -> None:

@@ -22,6 +22,7 @@ MASK = "********"
 REDACTED_LOGGERS = (
     "img2vid",
     "img2vid.remote",
+    "img2vid.comfy",
     "httpx",
     "httpcore",
     "httpcore.connection",
