@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import AuthenticationError, InvalidInputError
+from .errors import InvalidInputError
 
 __all__ = [
     "STABILITY_BASE_URL",
@@ -25,7 +25,8 @@ __all__ = [
     "is_stability_url",
     "resolve_base_url",
     "resolve_api_key",
-    "require_api_key",
+    "key_places",
+    "missing_key_message",
 ]
 
 STABILITY_BASE_URL = "https://api.stability.ai"
@@ -100,17 +101,15 @@ def resolve_api_key(
     return None
 
 
-def missing_key_message(base_url: str) -> str:
+def key_places(base_url: str) -> str:
+    """Where a key for ``base_url`` can be set, in words (never a value)."""
     places = [f"${ENV_API_KEY}"]
     if is_stability_url(base_url):
         places.append(f"${ENV_STABILITY_API_KEY}")
     places.append(f"api_key in {config_path()}")
-    return f"no API key for {base_url}: pass one, or set " + ", ".join(places[:-1]) + " or " + places[-1]
+    return "pass one, or set " + ", ".join(places[:-1]) + " or " + places[-1]
 
 
-def require_api_key(explicit: str | None, base_url: str, config: dict[str, Any] | None = None) -> str:
-    """The resolved key, or an :class:`AuthenticationError` that names every place a key can come from."""
-    key = resolve_api_key(explicit, base_url, config)
-    if key is None:
-        raise AuthenticationError(missing_key_message(base_url))
-    return key
+def missing_key_message(base_url: str) -> str:
+    """The error text for a server that needs a key when none was found."""
+    return f"no API key for {base_url}: {key_places(base_url)}"

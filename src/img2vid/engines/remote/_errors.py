@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ... import errors
-from ...config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, missing_key_message
+from ...config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, key_places
 from ._redact import redact
 
 __all__ = ["ErrorBody", "parse_error_body", "error_from_response", "retired_service_error", "connection_error"]
@@ -95,7 +95,7 @@ def error_from_response(
     if status == 401:
         if not has_key:
             return errors.AuthenticationError(
-                f"{where} asks for an API key and none was given: " + missing_key_message(base_url).split(": ", 1)[1],
+                f"{where} asks for an API key and none was given: {key_places(base_url)}",
                 details=details,
             )
         return errors.AuthenticationError(
