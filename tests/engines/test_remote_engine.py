@@ -455,6 +455,14 @@ def test_bad_settings_name_the_option(option: str, value: object) -> None:
     assert caught.value.field == option
 
 
+@pytest.mark.parametrize("bad_key", ["sk-ключ-0123456789", "sk-tab\tinside-0123456789"])
+def test_a_key_that_cannot_be_a_header_names_api_key_and_is_not_shown(bad_key: str) -> None:
+    with pytest.raises(errors.InvalidInputError) as caught:
+        RemoteEngine("http://127.0.0.1:9", bad_key)
+    assert caught.value.field == "api_key"
+    assert bad_key not in str(caught.value) and bad_key not in repr(caught.value.__dict__)
+
+
 def test_client_headers_are_sent(
     fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
 ) -> None:

@@ -152,6 +152,14 @@ class RemoteEngine:
             if value is not None:
                 headers[name] = value
         if key is not None:
+            if not (key.isascii() and key.isprintable()):
+                # Never shown: only where it came from and what a key looks like.
+                raise errors.InvalidInputError(
+                    "api_key must be printable ASCII text, as the server issued it; the key given (argument, "
+                    "environment or config file) has other characters",
+                    field="api_key",
+                    allowed="printable ASCII text",
+                )
             headers["authorization"] = f"Bearer {key}"
         try:
             self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
