@@ -8,6 +8,7 @@ them, and the error for a missing key names every place a key can come from with
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "config_path",
     "load_config",
     "is_stability_url",
+    "mask_url_password",
     "resolve_base_url",
     "resolve_api_key",
     "key_places",
@@ -57,6 +59,15 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise InvalidInputError(f"config file {path} cannot be read: {exc}", field="config") from exc
 
 
+#: ``scheme://user:password@host``: the password part of a URL.
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every ``user:password@host`` URL in it shown as ``********``."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "********@", text)
+
+
 def is_stability_url(base_url: str) -> bool:
     """Whether ``base_url`` is Stability's hosted service."""
     host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
@@ -79,7 +90,7 @@ def resolve_base_url(explicit: str | None = None, config: dict[str, Any] | None 
             if cleaned.lower() == "stability":
                 return STABILITY_BASE_URL
             if not cleaned.startswith(("http://", "https://")):
-                raise InvalidInputError.for_field("base_url", cleaned, "an http:// or https:// URL")
+                raise InvalidInputError.for_field("base_url", mask_url_password(cleaned), "an http:// or https:// URL")
             return cleaned.rstrip("/")
     return STABILITY_BASE_URL
 

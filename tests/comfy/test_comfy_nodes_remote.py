@@ -193,6 +193,9 @@ def test_own_node_gives_a_video_object_where_comfyui_has_the_type(fake_protocol_
 def test_own_node_names_the_field_of_a_bad_value(fake_protocol_server, comfy_stub):
     with pytest.raises(NodeError, match="server must be 'stability', an http:// or https:// URL, or empty"):
         Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server="localhost:8000")
+    with pytest.raises(NodeError, match=r"server must be .*got 'ftp://me:\*{8}@h'") as caught:
+        Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server="ftp://me:hunter22@h")
+    assert "hunter22" not in str(caught.value)
     with pytest.raises(NodeError, match="fit must be one of"):
         Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server=fake_protocol_server.url, fit="zoom")
     assert fake_protocol_server.requests == []

@@ -463,6 +463,17 @@ def test_a_key_that_cannot_be_a_header_names_api_key_and_is_not_shown(bad_key: s
     assert bad_key not in str(caught.value) and bad_key not in repr(caught.value.__dict__)
 
 
+@pytest.mark.parametrize("url", ["ftp://me:hunter22@example.com", "http://me:hunter22@[::1"])
+def test_a_bad_url_is_named_without_its_password(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for attempt in ({"base_url": url}, {}):  # as an argument, then from the environment
+        monkeypatch.setenv("IMG2VID_BASE_URL", url)
+        with pytest.raises(errors.InvalidInputError) as caught:
+            RemoteEngine(api_key=KEY, **attempt)
+        assert caught.value.field == "base_url" and "me:********@" in caught.value.message
+        assert "hunter22" not in caught.value.message + str(caught.value.value)
+        assert caught.value.__cause__ is None or "hunter22" not in str(caught.value.__cause__)
+
+
 def test_client_headers_are_sent(
     fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
 ) -> None:

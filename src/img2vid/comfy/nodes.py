@@ -15,7 +15,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from ..config import resolve_base_url
+from ..config import mask_url_password, resolve_base_url
 from ..engines.base import Engine, close_engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
@@ -97,7 +97,9 @@ def _comfy_device() -> str | None:
 def _check_server(server: str | None) -> None:
     if server is None or server.lower() == "stability" or server.startswith(("http://", "https://")):
         return
-    raise InvalidInputError.for_field("server", server, "'stability', an http:// or https:// URL, or empty")
+    raise InvalidInputError.for_field(
+        "server", mask_url_password(server), "'stability', an http:// or https:// URL, or empty"
+    )
 
 
 def choose_node_engine(engine: str, server: str, model: str) -> Engine:

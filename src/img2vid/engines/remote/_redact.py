@@ -13,6 +13,8 @@ import logging
 import re
 import threading
 
+from ...config import mask_url_password
+
 __all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "install_log_filter", "REDACTED_LOGGERS"]
 
 MASK = "********"
@@ -37,9 +39,6 @@ _AUTH_HEADER = re.compile(
     re.IGNORECASE,
 )
 
-#: ``scheme://user:password@host``: the password part of a URL.
-_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
-
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
@@ -61,7 +60,7 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
+    text = mask_url_password(text)
     return _AUTH_HEADER.sub(lambda m: m.group("name") + (m.group("scheme") or "") + MASK, text)
 
 

@@ -25,7 +25,14 @@ import numpy as np
 from PIL import Image
 
 from ... import __version__, errors
-from ...config import is_stability_url, load_config, missing_key_message, resolve_api_key, resolve_base_url
+from ...config import (
+    is_stability_url,
+    load_config,
+    mask_url_password,
+    missing_key_message,
+    resolve_api_key,
+    resolve_base_url,
+)
 from ...fitting import PROTOCOL_SIZES, FixedSizes
 from ...request import VideoRequest
 from ...video import Video
@@ -164,7 +171,9 @@ class RemoteEngine:
         try:
             self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise errors.InvalidInputError.for_field("base_url", self.base_url, "an http:// or https:// URL") from exc
+            raise errors.InvalidInputError.for_field(
+                "base_url", mask_url_password(self.base_url), "an http:// or https:// URL"
+            ) from None  # httpx's text repeats the URL, password and all
         self._sender = Sender(self._client, self.retry_policy, self.base_url)
 
     # ------------------------------------------------------------------ plumbing
