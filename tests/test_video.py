@@ -149,8 +149,10 @@ def test_invalid_frames_and_formats_are_named() -> None:
         Video(np.zeros((4, 4, 3), dtype=np.uint8), fps=8)
     with pytest.raises(InvalidInputError, match="uint8"):
         Video(np.zeros((1, 4, 4, 3), dtype=np.float32), fps=8)
-    with pytest.raises(InvalidInputError, match="fps"):
-        Video(moving_frames(1), fps=0)
+    for bad_fps in (0, True, float("nan"), "8"):
+        with pytest.raises(InvalidInputError, match="fps"):
+            Video(moving_frames(1), fps=bad_fps)
+    assert Video(moving_frames(1), fps=np.float32(7.5)).fps == 7.5  # numpy's numbers are numbers
     with pytest.raises(InvalidInputError, match="mp4, webm, webp, gif, png") as caught:
         Video(moving_frames(1), fps=8).to_bytes("avi")
     assert caught.value.field == "format"

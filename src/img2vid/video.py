@@ -10,6 +10,7 @@ never assumed. This module must not import torch at import time: ComfyUI convers
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ class Video:
                 f"frames must be uint8; got {frames.dtype}", field="frames", value=str(frames.dtype), allowed="uint8"
             )
         self.frames = np.ascontiguousarray(frames)
-        if not (isinstance(self.fps, (int, float)) and 0 < float(self.fps) <= 1000):
+        fps = self.fps
+        if isinstance(fps, bool) or not (isinstance(fps, numbers.Real) and 0 < float(fps) <= 1000):
             raise InvalidInputError.for_field("fps", self.fps, "a number above 0 and at most 1000")
         self.fps = float(self.fps)
 
