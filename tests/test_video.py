@@ -71,6 +71,19 @@ def test_png_folder_round_trip_is_lossless(tmp_path: Path) -> None:
     assert back.fps == 12.5
 
 
+def test_saving_fewer_frames_into_a_png_folder_leaves_no_stale_frames(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    Video(moving_frames(6), fps=8).save(folder, "png")
+    (folder / "notes.png").write_bytes(b"not ours")  # a file img2vid did not name is left alone
+    shorter = Video(moving_frames(3), fps=8)
+    shorter.save(folder, "png")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "frame_00000.png", "frame_00001.png", "frame_00002.png", "notes.png",
+    ]  # fmt: skip
+    (folder / "notes.png").unlink()
+    np.testing.assert_array_equal(Video.open(folder).frames, shorter.frames)
+
+
 @pytest.mark.parametrize("damage", [b"not a png", None], ids=["garbage", "truncated"])
 def test_a_broken_frame_in_a_png_folder_is_a_clear_error(tmp_path: Path, damage: bytes | None) -> None:
     folder = Video(moving_frames(3), fps=8).save(tmp_path / "frames", "png")

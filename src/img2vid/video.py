@@ -177,7 +177,10 @@ class Video:
         )
 
     def save(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
-        """Write to ``path``; the format comes from ``fmt`` or the path's suffix (no suffix: PNG folder)."""
+        """Write to ``path``; the format comes from ``fmt`` or the path's suffix (no suffix: PNG folder).
+
+        A PNG folder holds ``frame_00000.png`` onwards; frames of an earlier, longer video there are removed.
+        """
         path = Path(path)
         if fmt is None:
             suffix = path.suffix.lower().lstrip(".")
@@ -370,6 +373,12 @@ def _write_png_folder(video: Video, folder: Path) -> None:
     info.add_text("img2vid:fps", repr(video.fps))
     for index, frame in enumerate(video.frames):
         Image.fromarray(frame).save(folder / _PNG_PATTERN.format(index), format="PNG", pnginfo=info, compress_level=4)
+    # Frames a longer video left here earlier would read back as part of this one: remove them (only
+    # files named exactly as this function names frames).
+    for path in folder.glob("frame_*.png"):
+        index = path.stem.removeprefix("frame_")
+        if len(index) == 5 and index.isdigit() and int(index) >= video.num_frames:
+            path.unlink()
 
 
 def _read_png_folder(folder: Path) -> Video:
