@@ -29,7 +29,8 @@ def _uses_remote_by_default() -> bool:
 
 LOCAL_INSTALL_HINT = (
     "the local engine needs torch and diffusers, which are not installed: "
-    "pip install torch==2.13.0 'img2vid[local]' (or your CUDA build of torch), "
+    "pip install torch==2.13.0 'img2vid[local]' (or your CUDA build of torch; where torch is already "
+    "installed, as in ComfyUI, keep it and pip install diffusers transformers safetensors accelerate), "
     "or use a server with --engine URL / IMG2VID_BASE_URL"
 )
 
