@@ -84,6 +84,18 @@ def test_saving_fewer_frames_into_a_png_folder_leaves_no_stale_frames(tmp_path: 
     np.testing.assert_array_equal(Video.open(folder).frames, shorter.frames)
 
 
+def test_an_unreadable_video_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = Video(moving_frames(2), fps=8).save(tmp_path / "clip.mp4")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(InvalidInputError, match="cannot read .*Permission denied") as caught:
+        Video.open(target)
+    assert caught.value.field == "video"
+
+
 @pytest.mark.parametrize("damage", [b"not a png", None], ids=["garbage", "truncated"])
 def test_a_broken_frame_in_a_png_folder_is_a_clear_error(tmp_path: Path, damage: bytes | None) -> None:
     folder = Video(moving_frames(3), fps=8).save(tmp_path / "frames", "png")

@@ -151,7 +151,11 @@ class Video:
             return _read_png_folder(path)
         if not path.is_file():
             raise InvalidInputError(f"no such video file: {path}", field="video", value=str(path))
-        return cls.from_bytes(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {path}: {exc.strerror}", field="video", value=str(path)) from exc
+        return cls.from_bytes(data)
 
     # ------------------------------------------------------------------ encode
 
