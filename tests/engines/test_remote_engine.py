@@ -149,6 +149,20 @@ def test_retry_after_on_202_sets_the_pause_between_polls(
     assert third - second < 0.4  # back to the engine's interval once the server stops asking
 
 
+def test_stability_is_first_polled_one_interval_after_the_submit_a_server_at_once(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(video_raw(tiny_mp4()), video_raw(tiny_mp4()))
+    seen: list[str] = []
+    stability = make_engine(base_url="https://api.stability.ai", transport=StabilityRedirect(server), poll_interval=1.2)
+    stability.generate(request_, progress=lambda f, text: seen.append(text))
+    make_engine(poll_interval=1.2).generate(request_)
+    assert server.polls[0].time - server.submits[0].time >= 1.19
+    assert server.polls[1].time - server.submits[1].time < 0.5
+    assert "running on the server (1 s)" in seen  # the wait shows the time going by
+
+
 def test_default_poll_interval_is_ten_seconds_only_for_stability() -> None:
     assert default_poll_interval("https://api.stability.ai") == 10.0
     assert default_poll_interval("http://127.0.0.1:8000") == 1.0

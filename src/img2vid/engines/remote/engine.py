@@ -39,7 +39,7 @@ from ...video import Video
 from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
 from ._errors import error_from_response
 from ._http import DEFAULT_RETRY_POLICY, Deadline, RetryPolicy, Sender
-from ._polling import poll_until_done, wait_with_ticks
+from ._polling import poll_until_done
 from ._redact import MASK, install_log_filter, redact, register_secret
 from ._result import video_from_response
 
@@ -283,14 +283,6 @@ class RemoteEngine:
             )
 
         tell(None, "submitted; waiting for the server")
-        # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and may
-        # already be done, so it is asked at once.
-        if self.is_stability:
-            wait_with_ticks(
-                min(self.poll_interval, max(0.0, deadline.remaining())),
-                cancel,
-                lambda: tell(None, f"running on the server ({deadline.elapsed():.0f} s)"),
-            )
         try:
             result = poll_until_done(
                 fetch,
@@ -301,6 +293,9 @@ class RemoteEngine:
                 on_error=lambda response: error_from_response(
                     response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
                 ),
+                # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and
+                # may already be done, so it is asked at once.
+                first_wait=self.poll_interval if self.is_stability else 0.0,
             )
         except errors.CancelledError:
             log.info("stopped waiting for job %s; the server may still finish it", job_id)
