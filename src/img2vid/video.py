@@ -29,9 +29,6 @@ VIDEO_FORMATS: tuple[str, ...] = ("mp4", "webm", "webp", "gif", "png")
 FINISH_SUCCESS = "SUCCESS"
 FINISH_CONTENT_FILTERED = "CONTENT_FILTERED"
 
-#: MIME types of the formats that are one file.
-MEDIA_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "webp": "image/webp", "gif": "image/gif"}
-
 
 @dataclass(eq=False)
 class Video:
