@@ -7,6 +7,7 @@ how many paid submits were sent, how retries and polling waited, which error is 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -299,6 +300,17 @@ def test_each_submit_error_has_its_own_type_and_message(
     assert says in caught.value.message
     assert caught.value.details == [f"detail for {status}"]
     assert len(server.submits) == 1  # client errors are never retried
+
+
+@pytest.mark.parametrize("body", [{"detail": "Method Not Allowed"}, {"message": "Method Not Allowed"}])
+def test_other_servers_error_bodies_still_give_their_text(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, body: dict
+) -> None:
+    fake_protocol_server.submit(Answer(status=405, headers={"content-type": "application/json"},
+                                       body=json.dumps(body).encode()))  # fmt: skip
+    with pytest.raises(errors.ServiceError) as caught:
+        make_engine().generate(request_)
+    assert "HTTP 405" in caught.value.message and caught.value.details == ["Method Not Allowed"]
 
 
 def test_404_on_submit_from_stability_explains_the_retired_service(

@@ -44,8 +44,9 @@ def parse_error_body(response: httpx.Response) -> ErrorBody:
     if isinstance(raw, str):
         raw = [raw]
     messages = [redact(str(m))[:_MAX_DETAIL] for m in raw] if isinstance(raw, list) else []
-    if not messages and isinstance(data.get("message"), str):  # FastAPI-style {"detail"}/{"message"} bodies
-        messages = [redact(data["message"])[:_MAX_DETAIL]]
+    if not messages:  # other servers' bodies: {"message": ...}, FastAPI's {"detail": ...}
+        said = next((data[k] for k in ("message", "detail") if isinstance(data.get(k), str)), None)
+        messages = [redact(said)[:_MAX_DETAIL]] if said else []
     name = data.get("name")
     error_id = data.get("id")
     return ErrorBody(
