@@ -70,7 +70,8 @@ def mask_url_password(text: str) -> str:
 
 def is_stability_url(base_url: str) -> bool:
     """Whether ``base_url`` is Stability's hosted service."""
-    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    netloc = base_url.split("://", 1)[-1].split("/", 1)[0]
+    host = netloc.rsplit("@", 1)[-1].split(":", 1)[0].lower()  # past any user:password@
     return host == "api.stability.ai" or host.endswith(".stability.ai")
 
 

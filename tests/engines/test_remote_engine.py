@@ -166,6 +166,7 @@ def test_stability_is_first_polled_one_interval_after_the_submit_a_server_at_onc
 
 def test_default_poll_interval_is_ten_seconds_only_for_stability() -> None:
     assert default_poll_interval("https://api.stability.ai") == 10.0
+    assert default_poll_interval("https://me:pw@api.stability.ai:443/") == 10.0  # credentials in the URL
     assert default_poll_interval("http://127.0.0.1:8000") == 1.0
 
 
