@@ -458,6 +458,7 @@ def test_a_missing_key_for_stability_names_every_place_a_key_can_come_from() -> 
         RemoteEngine("stability")
     message = caught.value.message
     assert "$IMG2VID_API_KEY" in message and "$STABILITY_API_KEY" in message and "config.toml" in message
+    assert "no longer serves image-to-video" in message and "--engine local" in message  # a key is not enough
 
 
 def test_a_401_without_a_key_says_where_to_put_one(

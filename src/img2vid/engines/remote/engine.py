@@ -37,7 +37,7 @@ from ...fitting import PROTOCOL_SIZES, FixedSizes
 from ...request import VideoRequest
 from ...video import Video
 from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
-from ._errors import error_from_response
+from ._errors import error_from_response, retired_service_error
 from ._http import DEFAULT_RETRY_POLICY, Deadline, RetryPolicy, Sender
 from ._polling import poll_until_done
 from ._redact import MASK, install_log_filter, redact, register_secret
@@ -131,7 +131,10 @@ class RemoteEngine:
         key = resolve_api_key(api_key, self.base_url, config)
         register_secret(key)
         if key is None and self.is_stability:
-            raise errors.AuthenticationError(missing_key_message(self.base_url))
+            # A key alone would not help: say that the service is gone, and what to use instead.
+            raise errors.AuthenticationError(
+                f"{missing_key_message(self.base_url)}. But {retired_service_error(self.base_url).message}"
+            )
         self._api_key = key
         self.timeout = _positive("timeout", timeout, "a number of seconds above 0")
         if poll_interval is None:
