@@ -79,14 +79,10 @@ def bare_decode(data: bytes) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
 
 
-def time_rounds(fn: Callable[[bytes], object], data: bytes, rounds: int) -> list[float]:
-    fn(data)  # warm-up: codec init, page faults, torch's thread pool
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn(data)
-        times.append(time.perf_counter() - start)
-    return times
+def time_once(fn: Callable[[bytes], object], data: bytes) -> float:
+    start = time.perf_counter()
+    fn(data)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -105,9 +101,11 @@ def main() -> None:
     # Interleave the three so drifts in machine load touch each equally.
     results: dict[str, list[float]] = {"img2vid": [], "original node": [], "bare PyAV decode": []}
     paths = {"img2vid": img2vid_path, "original node": original_node_path, "bare PyAV decode": bare_decode}
+    for fn in paths.values():
+        fn(data)  # one warm-up each: codec init, page faults, torch's thread pool
     for _ in range(args.rounds):
         for name, fn in paths.items():
-            results[name].extend(time_rounds(fn, data, 1))
+            results[name].append(time_once(fn, data))
     medians = {name: statistics.median(times) for name, times in results.items()}
 
     speedup = medians["original node"] / medians["img2vid"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,19 @@ def test_each_bad_value_names_its_field_value_and_range(field: str, value: objec
     assert str(error).startswith(field)
     assert allowed in str(error)
     assert str(value) in str(error) or repr(value) in str(error)
+
+
+@pytest.mark.parametrize("value", [np.float32(1.5), np.float64(2.25), Decimal("7.5")], ids=repr)
+def test_a_fractional_integer_field_is_refused_whatever_its_number_type(value: object) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        VideoRequest(image=IMAGE, seed=value)
+    assert caught.value.field == "seed"
+
+
+def test_whole_numbers_of_any_number_type_are_accepted() -> None:
+    request = VideoRequest(image=IMAGE, seed=np.int64(9), motion_bucket_id=np.float32(40.0), frames=Decimal(3))
+    assert (request.seed, request.motion_bucket_id, request.frames) == (9, 40, 3)
+    assert all(type(v) is int for v in (request.seed, request.motion_bucket_id, request.frames))
 
 
 def test_defaults_follow_the_protocol() -> None:

@@ -71,6 +71,41 @@ def test_png_folder_round_trip_is_lossless(tmp_path: Path) -> None:
     assert back.fps == 12.5
 
 
+def test_saving_fewer_frames_into_a_png_folder_leaves_no_stale_frames(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    Video(moving_frames(6), fps=8).save(folder, "png")
+    (folder / "notes.png").write_bytes(b"not ours")  # a file img2vid did not name is left alone
+    shorter = Video(moving_frames(3), fps=8)
+    shorter.save(folder, "png")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "frame_00000.png", "frame_00001.png", "frame_00002.png", "notes.png",
+    ]  # fmt: skip
+    (folder / "notes.png").unlink()
+    np.testing.assert_array_equal(Video.open(folder).frames, shorter.frames)
+
+
+def test_an_unreadable_video_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = Video(moving_frames(2), fps=8).save(tmp_path / "clip.mp4")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(InvalidInputError, match="cannot read .*Permission denied") as caught:
+        Video.open(target)
+    assert caught.value.field == "video"
+
+
+@pytest.mark.parametrize("damage", [b"not a png", None], ids=["garbage", "truncated"])
+def test_a_broken_frame_in_a_png_folder_is_a_clear_error(tmp_path: Path, damage: bytes | None) -> None:
+    folder = Video(moving_frames(3), fps=8).save(tmp_path / "frames", "png")
+    broken = sorted(folder.glob("*.png"))[1]
+    broken.write_bytes(damage if damage is not None else broken.read_bytes()[:80])
+    with pytest.raises(InvalidInputError, match="could not be read") as caught:
+        Video.open(folder)
+    assert caught.value.field == "video" and broken.name in caught.value.message
+
+
 @pytest.mark.parametrize("fmt", ["mp4", "webm", "webp", "gif"])
 def test_save_by_suffix_then_open(tmp_path: Path, fmt: str) -> None:
     target = tmp_path / "nested" / f"clip.{fmt}"
@@ -139,8 +174,10 @@ def test_invalid_frames_and_formats_are_named() -> None:
         Video(np.zeros((4, 4, 3), dtype=np.uint8), fps=8)
     with pytest.raises(InvalidInputError, match="uint8"):
         Video(np.zeros((1, 4, 4, 3), dtype=np.float32), fps=8)
-    with pytest.raises(InvalidInputError, match="fps"):
-        Video(moving_frames(1), fps=0)
+    for bad_fps in (0, True, float("nan"), "8"):
+        with pytest.raises(InvalidInputError, match="fps"):
+            Video(moving_frames(1), fps=bad_fps)
+    assert Video(moving_frames(1), fps=np.float32(7.5)).fps == 7.5  # numpy's numbers are numbers
     with pytest.raises(InvalidInputError, match="mp4, webm, webp, gif, png") as caught:
         Video(moving_frames(1), fps=8).to_bytes("avi")
     assert caught.value.field == "format"

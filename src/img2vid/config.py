@@ -8,12 +8,12 @@ them, and the error for a missing key names every place a key can come from with
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AuthenticationError, InvalidInputError
+from .errors import InvalidInputError
 
 __all__ = [
     "STABILITY_BASE_URL",
@@ -24,10 +24,11 @@ __all__ = [
     "config_path",
     "load_config",
     "is_stability_url",
+    "mask_url_password",
     "resolve_base_url",
     "resolve_api_key",
-    "require_api_key",
-    "RemoteSettings",
+    "key_places",
+    "missing_key_message",
 ]
 
 STABILITY_BASE_URL = "https://api.stability.ai"
@@ -58,9 +59,19 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise InvalidInputError(f"config file {path} cannot be read: {exc}", field="config") from exc
 
 
+#: ``scheme://user:password@host``: the password part of a URL.
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every ``user:password@host`` URL in it shown as ``********``."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "********@", text)
+
+
 def is_stability_url(base_url: str) -> bool:
     """Whether ``base_url`` is Stability's hosted service."""
-    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    netloc = base_url.split("://", 1)[-1].split("/", 1)[0]
+    host = netloc.rsplit("@", 1)[-1].split(":", 1)[0].lower()  # past any user:password@
     return host == "api.stability.ai" or host.endswith(".stability.ai")
 
 
@@ -80,7 +91,7 @@ def resolve_base_url(explicit: str | None = None, config: dict[str, Any] | None 
             if cleaned.lower() == "stability":
                 return STABILITY_BASE_URL
             if not cleaned.startswith(("http://", "https://")):
-                raise InvalidInputError.for_field("base_url", cleaned, "an http:// or https:// URL")
+                raise InvalidInputError.for_field("base_url", mask_url_password(cleaned), "an http:// or https:// URL")
             return cleaned.rstrip("/")
     return STABILITY_BASE_URL
 
@@ -102,35 +113,15 @@ def resolve_api_key(
     return None
 
 
-def missing_key_message(base_url: str) -> str:
+def key_places(base_url: str) -> str:
+    """Where a key for ``base_url`` can be set, in words (never a value)."""
     places = [f"${ENV_API_KEY}"]
     if is_stability_url(base_url):
         places.append(f"${ENV_STABILITY_API_KEY}")
     places.append(f"api_key in {config_path()}")
-    return f"no API key for {base_url}: pass one, or set " + ", ".join(places[:-1]) + " or " + places[-1]
+    return "pass one, or set " + ", ".join(places[:-1]) + " or " + places[-1]
 
 
-def require_api_key(explicit: str | None, base_url: str, config: dict[str, Any] | None = None) -> str:
-    """The resolved key, or an :class:`AuthenticationError` that names every place a key can come from."""
-    key = resolve_api_key(explicit, base_url, config)
-    if key is None:
-        raise AuthenticationError(missing_key_message(base_url))
-    return key
-
-
-@dataclass(frozen=True)
-class RemoteSettings:
-    """A resolved server and key. The key never shows in ``repr``."""
-
-    base_url: str
-    api_key: str | None
-
-    def __repr__(self) -> str:
-        shown = "None" if self.api_key is None else "'********'"
-        return f"RemoteSettings(base_url={self.base_url!r}, api_key={shown})"
-
-    @classmethod
-    def resolve(cls, base_url: str | None = None, api_key: str | None = None) -> RemoteSettings:
-        config = load_config()
-        url = resolve_base_url(base_url, config)
-        return cls(base_url=url, api_key=resolve_api_key(api_key, url, config))
+def missing_key_message(base_url: str) -> str:
+    """The error text for a server that needs a key when none was found."""
+    return f"no API key for {base_url}: {key_places(base_url)}"

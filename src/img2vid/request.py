@@ -10,6 +10,7 @@ for the default" and send only what the user set.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -61,14 +62,15 @@ def check_field(name: str, value: Any) -> int | float:
     number: int | float
     try:
         if kind is int:
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                number = int(value)
-            elif isinstance(value, str):
+            if isinstance(value, str):
                 number = int(value.strip())
-            else:
+            elif isinstance(value, numbers.Integral):
                 number = int(value)
+            else:  # float, numpy.float32, Decimal...: only whole numbers, never truncated
+                as_float = float(value)
+                if not as_float.is_integer():
+                    raise ValueError
+                number = int(as_float)
         else:
             number = float(value)
     except (TypeError, ValueError, OverflowError):

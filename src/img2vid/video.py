@@ -10,6 +10,7 @@ never assumed. This module must not import torch at import time: ComfyUI convers
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +28,6 @@ VideoFormat = Literal["mp4", "webm", "webp", "gif", "png"]
 VIDEO_FORMATS: tuple[str, ...] = ("mp4", "webm", "webp", "gif", "png")
 FINISH_SUCCESS = "SUCCESS"
 FINISH_CONTENT_FILTERED = "CONTENT_FILTERED"
-
-#: MIME types of the formats that are one file.
-MEDIA_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "webp": "image/webp", "gif": "image/gif"}
 
 
 @dataclass(eq=False)
@@ -56,7 +54,8 @@ class Video:
                 f"frames must be uint8; got {frames.dtype}", field="frames", value=str(frames.dtype), allowed="uint8"
             )
         self.frames = np.ascontiguousarray(frames)
-        if not (isinstance(self.fps, (int, float)) and 0 < float(self.fps) <= 1000):
+        fps = self.fps
+        if isinstance(fps, bool) or not (isinstance(fps, numbers.Real) and 0 < float(fps) <= 1000):
             raise InvalidInputError.for_field("fps", self.fps, "a number above 0 and at most 1000")
         self.fps = float(self.fps)
 
@@ -149,7 +148,11 @@ class Video:
             return _read_png_folder(path)
         if not path.is_file():
             raise InvalidInputError(f"no such video file: {path}", field="video", value=str(path))
-        return cls.from_bytes(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {path}: {exc.strerror}", field="video", value=str(path)) from exc
+        return cls.from_bytes(data)
 
     # ------------------------------------------------------------------ encode
 
@@ -175,7 +178,10 @@ class Video:
         )
 
     def save(self, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
-        """Write to ``path``; the format comes from ``fmt`` or the path's suffix (no suffix: PNG folder)."""
+        """Write to ``path``; the format comes from ``fmt`` or the path's suffix (no suffix: PNG folder).
+
+        A PNG folder holds ``frame_00000.png`` onwards; frames of an earlier, longer video there are removed.
+        """
         path = Path(path)
         if fmt is None:
             suffix = path.suffix.lower().lstrip(".")
@@ -368,10 +374,16 @@ def _write_png_folder(video: Video, folder: Path) -> None:
     info.add_text("img2vid:fps", repr(video.fps))
     for index, frame in enumerate(video.frames):
         Image.fromarray(frame).save(folder / _PNG_PATTERN.format(index), format="PNG", pnginfo=info, compress_level=4)
+    # Frames a longer video left here earlier would read back as part of this one: remove them (only
+    # files named exactly as this function names frames).
+    for path in folder.glob("frame_*.png"):
+        index = path.stem.removeprefix("frame_")
+        if len(index) == 5 and index.isdigit() and int(index) >= video.num_frames:
+            path.unlink()
 
 
 def _read_png_folder(folder: Path) -> Video:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     paths = sorted(folder.glob("*.png"))
     if not paths:
@@ -379,13 +391,18 @@ def _read_png_folder(folder: Path) -> Video:
     fps = 8.0
     arrays = []
     for index, path in enumerate(paths):
-        with Image.open(path) as img:
-            if index == 0:
-                try:
-                    fps = float(img.info.get("img2vid:fps", fps))
-                except ValueError:
-                    pass
-            arrays.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        try:
+            with Image.open(path) as img:
+                if index == 0:
+                    try:
+                        fps = float(img.info.get("img2vid:fps", fps))
+                    except ValueError:
+                        pass
+                arrays.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInputError(
+                f"the PNG frame {path} could not be read: {exc}", field="video", value=str(path)
+            ) from exc
     if len({a.shape for a in arrays}) != 1:
         raise InvalidInputError(f"the PNG frames in {folder} differ in size", field="video", value=str(folder))
     return Video(frames=np.stack(arrays), fps=fps)

@@ -163,6 +163,22 @@ def test_debug_shows_the_traceback_and_logs_but_never_the_key(
     assert KEY not in result.output and "********" in result.stderr
 
 
+def test_debug_masks_a_key_in_any_exception_of_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    from img2vid.cli.exits import report_error
+    from img2vid.engines.remote._redact import register_secret
+
+    register_secret(KEY)
+    try:
+        try:
+            raise OSError(f"a library echoed the header: Bearer {KEY}")
+        except OSError as cause:
+            raise img2vid.errors.ServiceError("the server failed") from cause
+    except img2vid.errors.ServiceError as error:
+        assert report_error(error, debug=True) == 6
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "a library echoed the header" in err and KEY not in err
+
+
 def test_ctrl_c_exits_130_at_once(fake_protocol_server: FakeProtocolServer, image: Path, tmp_path: Path) -> None:
     fake_protocol_server.poll_default = accepted(retry_after=30)
     env = dict(os.environ)

@@ -65,3 +65,11 @@ def test_a_server_that_is_no_url_names_the_field(chosen):
         with nodes.node_errors():
             nodes.choose_node_engine("remote", "gpu-box:8000", "")
     assert chosen == []
+
+
+def test_a_missing_local_engine_tells_comfyui_users_to_keep_their_torch(monkeypatch):
+    # None in sys.modules makes the import fail exactly as it does without diffusers installed.
+    monkeypatch.setitem(sys.modules, "img2vid.engines.local", None)
+    with pytest.raises(NodeError, match="keep it and pip install diffusers transformers safetensors accelerate"):
+        with nodes.node_errors():
+            nodes.choose_node_engine("local", "", "")

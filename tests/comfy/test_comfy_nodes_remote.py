@@ -193,9 +193,31 @@ def test_own_node_gives_a_video_object_where_comfyui_has_the_type(fake_protocol_
 def test_own_node_names_the_field_of_a_bad_value(fake_protocol_server, comfy_stub):
     with pytest.raises(NodeError, match="server must be 'stability', an http:// or https:// URL, or empty"):
         Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server="localhost:8000")
+    with pytest.raises(NodeError, match=r"server must be .*got 'ftp://me:\*{8}@h'") as caught:
+        Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server="ftp://me:hunter22@h")
+    assert "hunter22" not in str(caught.value)
     with pytest.raises(NodeError, match="fit must be one of"):
         Img2VidImageToVideo().generate(comfy_image(64, 64), engine="remote", server=fake_protocol_server.url, fit="zoom")
     assert fake_protocol_server.requests == []
+
+
+def test_both_nodes_close_their_connections_after_a_run_or_a_failure(server, comfy_stub, monkeypatch):
+    closed: list[str] = []
+    real_close = remote_engine.RemoteEngine.close
+
+    def close(engine) -> None:
+        closed.append(engine.base_url)
+        real_close(engine)
+
+    monkeypatch.setattr(remote_engine.RemoteEngine, "close", close)
+    server.submit(submitted(), submitted(), error(422, "invalid_image"))
+    server.poll(video_raw(tiny_mp4()), video_raw(tiny_mp4()))
+
+    SaltAIStableVideoDiffusion().generate_video(comfy_image(1024, 576), "", 0, 2.5, 40)
+    Img2VidImageToVideo().generate(comfy_image(1024, 576), engine="remote")
+    with pytest.raises(NodeError, match="refused the request"):
+        Img2VidImageToVideo().generate(comfy_image(1024, 576), engine="remote")
+    assert closed == [server.url] * 3
 
 
 def test_an_old_workflow_with_nothing_configured_says_what_to_set(comfy_stub):

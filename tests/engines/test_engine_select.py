@@ -19,6 +19,26 @@ def test_a_configured_server_means_remote(monkeypatch: pytest.MonkeyPatch) -> No
     engine.close()
 
 
+def test_a_server_in_the_config_file_means_remote(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from img2vid.engines.remote import RemoteEngine
+
+    config = tmp_path / "config.toml"
+    config.write_text('base_url = "http://127.0.0.1:9"\n')  # a server with no auth: no key anywhere
+    monkeypatch.setenv("IMG2VID_CONFIG", str(config))
+    engine = choose_engine()
+    assert isinstance(engine, RemoteEngine) and engine.base_url == "http://127.0.0.1:9"
+    engine.close()
+
+
+def test_a_configured_key_means_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    from img2vid.engines.remote import RemoteEngine
+
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-select-test-1234567890")
+    engine = choose_engine()
+    assert isinstance(engine, RemoteEngine) and engine.is_stability
+    engine.close()
+
+
 def test_an_explicit_url_means_remote() -> None:
     from img2vid.engines.remote import RemoteEngine
 

@@ -7,6 +7,7 @@ how many paid submits were sent, how retries and polling waited, which error is 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -149,8 +150,23 @@ def test_retry_after_on_202_sets_the_pause_between_polls(
     assert third - second < 0.4  # back to the engine's interval once the server stops asking
 
 
+def test_stability_is_first_polled_one_interval_after_the_submit_a_server_at_once(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.poll(video_raw(tiny_mp4()), video_raw(tiny_mp4()))
+    seen: list[str] = []
+    stability = make_engine(base_url="https://api.stability.ai", transport=StabilityRedirect(server), poll_interval=1.2)
+    stability.generate(request_, progress=lambda f, text: seen.append(text))
+    make_engine(poll_interval=1.2).generate(request_)
+    assert server.polls[0].time - server.submits[0].time >= 1.19
+    assert server.polls[1].time - server.submits[1].time < 0.5
+    assert "running on the server (1 s)" in seen  # the wait shows the time going by
+
+
 def test_default_poll_interval_is_ten_seconds_only_for_stability() -> None:
     assert default_poll_interval("https://api.stability.ai") == 10.0
+    assert default_poll_interval("https://me:pw@api.stability.ai:443/") == 10.0  # credentials in the URL
     assert default_poll_interval("http://127.0.0.1:8000") == 1.0
 
 
@@ -188,6 +204,19 @@ def test_retries_are_bounded(
         make_engine(max_retries=2).generate(request_)
     assert len(server.submits) == 3
     assert caught.value.status == 500 and "500" in caught.value.message and caught.value.details == ["disk full"]
+
+
+def test_a_retry_policy_keeps_its_own_bound_unless_max_retries_is_given(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(*[error(500)] * 8)
+    with pytest.raises(errors.ServiceError):
+        make_engine(retry_policy=RetryPolicy(max_retries=0)).generate(request_)
+    assert len(server.submits) == 1
+    with pytest.raises(errors.ServiceError):
+        make_engine(retry_policy=RetryPolicy(max_retries=5, initial_delay=0.01, max_delay=0.01), max_retries=1).generate(request_)
+    assert len(server.submits) == 3
 
 
 def test_a_connection_dropped_mid_poll_is_retried(
@@ -272,6 +301,17 @@ def test_each_submit_error_has_its_own_type_and_message(
     assert says in caught.value.message
     assert caught.value.details == [f"detail for {status}"]
     assert len(server.submits) == 1  # client errors are never retried
+
+
+@pytest.mark.parametrize("body", [{"detail": "Method Not Allowed"}, {"message": "Method Not Allowed"}])
+def test_other_servers_error_bodies_still_give_their_text(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, body: dict
+) -> None:
+    fake_protocol_server.submit(Answer(status=405, headers={"content-type": "application/json"},
+                                       body=json.dumps(body).encode()))  # fmt: skip
+    with pytest.raises(errors.ServiceError) as caught:
+        make_engine().generate(request_)
+    assert "HTTP 405" in caught.value.message and caught.value.details == ["Method Not Allowed"]
 
 
 def test_404_on_submit_from_stability_explains_the_retired_service(
@@ -418,6 +458,7 @@ def test_a_missing_key_for_stability_names_every_place_a_key_can_come_from() -> 
         RemoteEngine("stability")
     message = caught.value.message
     assert "$IMG2VID_API_KEY" in message and "$STABILITY_API_KEY" in message and "config.toml" in message
+    assert "no longer serves image-to-video" in message and "--engine local" in message  # a key is not enough
 
 
 def test_a_401_without_a_key_says_where_to_put_one(
@@ -440,6 +481,25 @@ def test_bad_settings_name_the_option(option: str, value: object) -> None:
     with pytest.raises(errors.InvalidInputError) as caught:
         RemoteEngine(**settings)  # type: ignore[arg-type]
     assert caught.value.field == option
+
+
+@pytest.mark.parametrize("bad_key", ["sk-ключ-0123456789", "sk-tab\tinside-0123456789"])
+def test_a_key_that_cannot_be_a_header_names_api_key_and_is_not_shown(bad_key: str) -> None:
+    with pytest.raises(errors.InvalidInputError) as caught:
+        RemoteEngine("http://127.0.0.1:9", bad_key)
+    assert caught.value.field == "api_key"
+    assert bad_key not in str(caught.value) and bad_key not in repr(caught.value.__dict__)
+
+
+@pytest.mark.parametrize("url", ["ftp://me:hunter22@example.com", "http://me:hunter22@[::1"])
+def test_a_bad_url_is_named_without_its_password(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for attempt in ({"base_url": url}, {}):  # as an argument, then from the environment
+        monkeypatch.setenv("IMG2VID_BASE_URL", url)
+        with pytest.raises(errors.InvalidInputError) as caught:
+            RemoteEngine(api_key=KEY, **attempt)
+        assert caught.value.field == "base_url" and "me:********@" in caught.value.message
+        assert "hunter22" not in caught.value.message + str(caught.value.value)
+        assert caught.value.__cause__ is None or "hunter22" not in str(caught.value.__cause__)
 
 
 def test_client_headers_are_sent(
@@ -484,7 +544,7 @@ def test_the_key_never_reaches_logs_errors_reprs_or_progress(
     assert any("********" in text for text in texts)  # the echoed key was masked, not dropped silently
 
 
-@pytest.mark.parametrize("logger", ["img2vid.remote", "httpx", "httpcore.http11", "httpcore.connection"])
+@pytest.mark.parametrize("logger", ["img2vid.remote", "img2vid.comfy", "httpx", "httpcore.http11", "httpcore.connection"])
 def test_log_lines_that_carry_the_key_are_masked(
     make_engine: EngineFactory, caplog: pytest.LogCaptureFixture, logger: str
 ) -> None:

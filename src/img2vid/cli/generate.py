@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ..engines.base import close_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
@@ -91,14 +92,6 @@ def _enable_debug_logging() -> logging.Handler:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     return handler
-
-
-def _close(engine: object) -> None:
-    """Close a remote engine's connections; a local engine stays warm for the next call."""
-    from ..engines.remote import RemoteEngine
-
-    if isinstance(engine, RemoteEngine):
-        engine.close()
 
 
 def generate(
@@ -182,7 +175,7 @@ def generate(
         raise typer.Exit(report_error(error, debug=debug, console=console)) from None
     finally:
         if chosen is not None:
-            _close(chosen)
+            close_engine(chosen)
         if handler is not None:
             logging.getLogger().removeHandler(handler)
 

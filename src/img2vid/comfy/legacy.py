@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from ..config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, resolve_api_key, resolve_base_url
+from ..engines.base import close_engine
 from ..engines.select import choose_engine
 from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
@@ -127,5 +128,8 @@ class SaltAIStableVideoDiffusion:
             key = _key_for(base_url, widget_key)
             _check_reachable(base_url, key)
             engine = choose_engine(base_url, api_key=key)
-        video = generate_videos(engine, [request], secrets=secrets)[0]
+        try:
+            video = generate_videos(engine, [request], secrets=secrets)[0]
+        finally:
+            close_engine(engine)
         return (video.to_comfy(),)

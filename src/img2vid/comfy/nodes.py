@@ -15,8 +15,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from ..config import resolve_base_url
-from ..engines.base import Engine
+from ..config import mask_url_password, resolve_base_url
+from ..engines.base import Engine, close_engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
@@ -97,7 +97,9 @@ def _comfy_device() -> str | None:
 def _check_server(server: str | None) -> None:
     if server is None or server.lower() == "stability" or server.startswith(("http://", "https://")):
         return
-    raise InvalidInputError.for_field("server", server, "'stability', an http:// or https:// URL, or empty")
+    raise InvalidInputError.for_field(
+        "server", mask_url_password(server), "'stability', an http:// or https:// URL, or empty"
+    )
 
 
 def choose_node_engine(engine: str, server: str, model: str) -> Engine:
@@ -302,7 +304,10 @@ class Img2VidImageToVideo:
             ]
             chosen = choose_node_engine(engine, server, model)
         node_id = str(unique_id) if unique_id is not None else None
-        videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
+        try:
+            videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
+        finally:
+            close_engine(chosen)
         with node_errors(secrets):
             all_frames = _concat_frames(videos)
         counts = [v.num_frames for v in videos]

@@ -17,7 +17,14 @@ from ..fitting import SizeRule
 from ..request import VideoRequest
 from ..video import Video
 
-__all__ = ["Engine", "ProgressCallback", "CancelCheck", "raise_if_cancelled", "sleep_unless_cancelled"]
+__all__ = [
+    "Engine",
+    "ProgressCallback",
+    "CancelCheck",
+    "raise_if_cancelled",
+    "sleep_unless_cancelled",
+    "close_engine",
+]
 
 #: ``progress(fraction, text)``: fraction in 0..1, or ``None`` while the engine cannot tell (a remote
 #: server that gives no figure); ``text`` is a short line for a person ("step 3/25", "waiting 12 s").
@@ -61,3 +68,11 @@ def sleep_unless_cancelled(seconds: float, cancel: CancelCheck | None) -> None:
         if left <= 0:
             return
         time.sleep(min(CANCEL_CHECK_INTERVAL, left))
+
+
+def close_engine(engine: object) -> None:
+    """Release what a front door's engine holds for one run: a remote engine's connections. Engines
+    without ``close`` (the shared local engine, which stays warm) are left as they are."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()

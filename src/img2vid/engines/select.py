@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..config import ENV_BASE_URL, STABILITY_BASE_URL, RemoteSettings
+from ..config import ENV_BASE_URL, STABILITY_BASE_URL, load_config, resolve_api_key
 from ..errors import InvalidInputError, ModelError
 from .base import Engine
 
@@ -19,14 +19,18 @@ ENGINE_CHOICES = "stability, local, or a server URL (http://host:port)"
 
 
 def _uses_remote_by_default() -> bool:
-    if os.environ.get(ENV_BASE_URL, "").strip():
+    """Whether a server (``$IMG2VID_BASE_URL`` or the config file's ``base_url``) or a key is configured."""
+    config = load_config()
+    configured_url = config.get("base_url")
+    if os.environ.get(ENV_BASE_URL, "").strip() or (isinstance(configured_url, str) and configured_url.strip()):
         return True
-    return RemoteSettings.resolve().api_key is not None
+    return resolve_api_key(None, STABILITY_BASE_URL, config) is not None
 
 
 LOCAL_INSTALL_HINT = (
     "the local engine needs torch and diffusers, which are not installed: "
-    "pip install torch==2.13.0 'img2vid[local]' (or your CUDA build of torch), "
+    "pip install torch==2.13.0 'img2vid[local]' (or your CUDA build of torch; where torch is already "
+    "installed, as in ComfyUI, keep it and pip install diffusers transformers safetensors accelerate), "
     "or use a server with --engine URL / IMG2VID_BASE_URL"
 )
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ... import errors
-from ...config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, missing_key_message
+from ...config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, key_places
 from ._redact import redact
 
 __all__ = ["ErrorBody", "parse_error_body", "error_from_response", "retired_service_error", "connection_error"]
@@ -44,8 +44,9 @@ def parse_error_body(response: httpx.Response) -> ErrorBody:
     if isinstance(raw, str):
         raw = [raw]
     messages = [redact(str(m))[:_MAX_DETAIL] for m in raw] if isinstance(raw, list) else []
-    if not messages and isinstance(data.get("message"), str):  # FastAPI-style {"detail"}/{"message"} bodies
-        messages = [redact(data["message"])[:_MAX_DETAIL]]
+    if not messages:  # other servers' bodies: {"message": ...}, FastAPI's {"detail": ...}
+        said = next((data[k] for k in ("message", "detail") if isinstance(data.get(k), str)), None)
+        messages = [redact(said)[:_MAX_DETAIL]] if said else []
     name = data.get("name")
     error_id = data.get("id")
     return ErrorBody(
@@ -95,7 +96,7 @@ def error_from_response(
     if status == 401:
         if not has_key:
             return errors.AuthenticationError(
-                f"{where} asks for an API key and none was given: " + missing_key_message(base_url).split(": ", 1)[1],
+                f"{where} asks for an API key and none was given: {key_places(base_url)}",
                 details=details,
             )
         return errors.AuthenticationError(

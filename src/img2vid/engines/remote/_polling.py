@@ -48,14 +48,19 @@ def poll_until_done(
     cancel: CancelCheck | None,
     progress: ProgressCallback | None,
     on_error: Callable[[httpx.Response], Exception],
+    first_wait: float = 0.0,
 ) -> httpx.Response:
-    """The 200 answer with the result; any answer but 202 or 200 becomes ``on_error(answer)``."""
+    """The 200 answer with the result; any answer but 202 or 200 becomes ``on_error(answer)``.
+
+    ``first_wait`` is a pause before the first poll (a service that asked not to be polled more often).
+    """
     fraction: float | None = None
 
     def report() -> None:
         if progress is not None:
             progress(fraction, _status_text(deadline.elapsed(), fraction))
 
+    wait_with_ticks(min(first_wait, max(0.0, deadline.remaining())), cancel, report)
     while True:
         raise_if_cancelled(cancel)
         response = fetch()

@@ -13,6 +13,8 @@ import logging
 import re
 import threading
 
+from ...config import mask_url_password
+
 __all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "install_log_filter", "REDACTED_LOGGERS"]
 
 MASK = "********"
@@ -22,6 +24,7 @@ MASK = "********"
 REDACTED_LOGGERS = (
     "img2vid",
     "img2vid.remote",
+    "img2vid.comfy",
     "httpx",
     "httpcore",
     "httpcore.connection",
@@ -35,9 +38,6 @@ _AUTH_HEADER = re.compile(
     r"""(?P<name>(?:authorization|x-api-key|api[_-]?key)["']?\s*[:=]\s*["']?)(?P<scheme>bearer\s+)?(?P<value>[^\s"',;}\]]+)""",
     re.IGNORECASE,
 )
-
-#: ``scheme://user:password@host``: the password part of a URL.
-_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -60,7 +60,7 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
+    text = mask_url_password(text)
     return _AUTH_HEADER.sub(lambda m: m.group("name") + (m.group("scheme") or "") + MASK, text)
 
 

@@ -12,6 +12,7 @@ exception, a repr or a progress text.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -24,14 +25,21 @@ import numpy as np
 from PIL import Image
 
 from ... import __version__, errors
-from ...config import is_stability_url, load_config, missing_key_message, resolve_api_key, resolve_base_url
+from ...config import (
+    is_stability_url,
+    load_config,
+    mask_url_password,
+    missing_key_message,
+    resolve_api_key,
+    resolve_base_url,
+)
 from ...fitting import PROTOCOL_SIZES, FixedSizes
 from ...request import VideoRequest
 from ...video import Video
 from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
-from ._errors import error_from_response
+from ._errors import error_from_response, retired_service_error
 from ._http import DEFAULT_RETRY_POLICY, Deadline, RetryPolicy, Sender
-from ._polling import poll_until_done, wait_with_ticks
+from ._polling import poll_until_done
 from ._redact import MASK, install_log_filter, redact, register_secret
 from ._result import video_from_response
 
@@ -96,7 +104,7 @@ class RemoteEngine:
     ``$STABILITY_API_KEY`` for Stability's URL), then ``base_url`` / ``api_key`` in the config file.
     ``timeout`` bounds a whole generation; ``poll_interval`` is the pause between polls when the server
     gives no ``Retry-After`` (default 10 s for Stability, 1 s elsewhere); ``max_retries`` bounds the
-    retries of each request. ``transport`` replaces httpx's network transport (tests, proxies).
+    retries of each request (default: ``retry_policy``'s, 2 unless a policy says otherwise). ``transport`` replaces httpx's network transport (tests, proxies).
     """
 
     size_rule: FixedSizes = PROTOCOL_SIZES
@@ -108,7 +116,7 @@ class RemoteEngine:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         poll_interval: float | None = None,
-        max_retries: int = DEFAULT_RETRY_POLICY.max_retries,
+        max_retries: int | None = None,
         client_id: str | None = None,
         user_id: str | None = None,
         version: str | None = None,
@@ -123,7 +131,10 @@ class RemoteEngine:
         key = resolve_api_key(api_key, self.base_url, config)
         register_secret(key)
         if key is None and self.is_stability:
-            raise errors.AuthenticationError(missing_key_message(self.base_url))
+            # A key alone would not help: say that the service is gone, and what to use instead.
+            raise errors.AuthenticationError(
+                f"{missing_key_message(self.base_url)}. But {retired_service_error(self.base_url).message}"
+            )
         self._api_key = key
         self.timeout = _positive("timeout", timeout, "a number of seconds above 0")
         if poll_interval is None:
@@ -132,19 +143,15 @@ class RemoteEngine:
             self.poll_interval = float(poll_interval)
         else:
             raise errors.InvalidInputError.for_field("poll_interval", poll_interval, "a number of seconds, 0 or more")
+        policy = retry_policy or DEFAULT_RETRY_POLICY
+        if max_retries is None:
+            max_retries = policy.max_retries
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
             raise errors.InvalidInputError.for_field("max_retries", max_retries, "an integer from 0 to 10")
         if api_version not in ROUTES:
             raise errors.InvalidInputError.for_field("api_version", api_version, "v2beta or v2alpha")
         self.api_version: ApiVersion = api_version
-        policy = retry_policy or DEFAULT_RETRY_POLICY
-        self.retry_policy = RetryPolicy(
-            max_retries=max_retries,
-            initial_delay=policy.initial_delay,
-            max_delay=policy.max_delay,
-            jitter=policy.jitter,
-            max_retry_after=policy.max_retry_after,
-        )
+        self.retry_policy = dataclasses.replace(policy, max_retries=max_retries)
 
         headers = {"user-agent": f"img2vid/{__version__}", "accept": "video/*"}
         for name, value in (
@@ -155,11 +162,21 @@ class RemoteEngine:
             if value is not None:
                 headers[name] = value
         if key is not None:
+            if not (key.isascii() and key.isprintable()):
+                # Never shown: only where it came from and what a key looks like.
+                raise errors.InvalidInputError(
+                    "api_key must be printable ASCII text, as the server issued it; the key given (argument, "
+                    "environment or config file) has other characters",
+                    field="api_key",
+                    allowed="printable ASCII text",
+                )
             headers["authorization"] = f"Bearer {key}"
         try:
             self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise errors.InvalidInputError.for_field("base_url", self.base_url, "an http:// or https:// URL") from exc
+            raise errors.InvalidInputError.for_field(
+                "base_url", mask_url_password(self.base_url), "an http:// or https:// URL"
+            ) from None  # httpx's text repeats the URL, password and all
         self._sender = Sender(self._client, self.retry_policy, self.base_url)
 
     # ------------------------------------------------------------------ plumbing
@@ -269,14 +286,6 @@ class RemoteEngine:
             )
 
         tell(None, "submitted; waiting for the server")
-        # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and may
-        # already be done, so it is asked at once.
-        if self.is_stability:
-            wait_with_ticks(
-                min(self.poll_interval, max(0.0, deadline.remaining())),
-                cancel,
-                lambda: tell(None, f"running on the server ({deadline.elapsed():.0f} s)"),
-            )
         try:
             result = poll_until_done(
                 fetch,
@@ -287,6 +296,9 @@ class RemoteEngine:
                 on_error=lambda response: error_from_response(
                     response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
                 ),
+                # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and
+                # may already be done, so it is asked at once.
+                first_wait=self.poll_interval if self.is_stability else 0.0,
             )
         except errors.CancelledError:
             log.info("stopped waiting for job %s; the server may still finish it", job_id)
