@@ -181,3 +181,13 @@ def test_invalid_frames_and_formats_are_named() -> None:
     with pytest.raises(InvalidInputError, match="mp4, webm, webp, gif, png") as caught:
         Video(moving_frames(1), fps=8).to_bytes("avi")
     assert caught.value.field == "format"
+
+
+def test_comfy_images_with_nan_are_refused() -> None:
+    torch = pytest.importorskip("torch")
+    images = torch.zeros((2, 4, 4, 3))
+    images[1, 2, 2, 0] = float("nan")
+    for value in (images, images.numpy()):
+        with pytest.raises(InvalidInputError, match="NaN") as caught:
+            Video.from_comfy(value, fps=8)
+        assert caught.value.field == "images"

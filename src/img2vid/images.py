@@ -29,6 +29,10 @@ ImageInput = Any
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 
 
+#: A float image whose values pass this is taken to be on a 0..255 scale by mistake, not 0..1 with overshoot.
+FLOAT_SCALE_LIMIT = 1.5
+
+
 def _is_tensor(value: object) -> bool:
     return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach")
 
@@ -107,10 +111,27 @@ def _array_to_rgb(array: np.ndarray, field: str) -> np.ndarray:
     elif np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
             raise InvalidInputError(f"{field} contains NaN or infinite values", field=field, allowed="values in 0..1")
-        # ComfyUI's IMAGE layout: floats in 0..1. Rounding (not truncating) keeps 0.5/255 steps exact.
+        if array.size and float(array.max()) > FLOAT_SCALE_LIMIT:
+            raise InvalidInputError(
+                f"{field} is a float array with values up to {float(array.max()):g}; float images must be in 0..1 "
+                "(divide by 255, or pass a uint8 array)",
+                field=field,
+                value=f"max {float(array.max()):g}",
+                allowed="floats in 0..1 or uint8 in 0..255",
+            )
+        # ComfyUI's IMAGE layout: floats in 0..1; the small overshoot some nodes leave is clipped.
+        # Rounding (not truncating) keeps 0.5/255 steps exact.
         rgb = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.integer):
-        rgb = np.clip(array, 0, 255).astype(np.uint8)
+        if array.size and (int(array.min()) < 0 or int(array.max()) > 255):
+            raise InvalidInputError(
+                f"{field} is an integer array with values from {int(array.min())} to {int(array.max())}; "
+                "integer images must be in 0..255 (scale a 16-bit image down first)",
+                field=field,
+                value=f"{int(array.min())}..{int(array.max())}",
+                allowed="uint8 in 0..255 or floats in 0..1",
+            )
+        rgb = array.astype(np.uint8)
     else:
         raise InvalidInputError(
             f"{field} has dtype {array.dtype}", field=field, value=str(array.dtype), allowed="uint8 or float in 0..1"

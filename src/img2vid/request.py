@@ -26,12 +26,23 @@ __all__ = [
     "DEFAULT_CFG_SCALE",
     "DEFAULT_MOTION_BUCKET_ID",
     "RANGES",
+    "ENGINE_FIELDS",
 ]
 
 #: The protocol's largest seed; 0 means "pick a random seed".
 MAX_SEED = 4294967294
 DEFAULT_CFG_SCALE = 1.8
 DEFAULT_MOTION_BUCKET_ID = 127
+
+#: The local-engine fields: optional, ``None`` meaning "the engine's default".
+ENGINE_FIELDS: tuple[str, ...] = (
+    "frames",
+    "steps",
+    "fps",
+    "noise_aug_strength",
+    "min_guidance_scale",
+    "decode_chunk_size",
+)
 
 #: Field name -> (type, low, high). One table, read by validation, the CLI help and the server.
 RANGES: dict[str, tuple[type, float, float]] = {
@@ -132,8 +143,7 @@ class VideoRequest:
 
     def engine_options(self) -> dict[str, int | float]:
         """The local-engine fields the caller set (those that are not ``None``)."""
-        names = ("frames", "steps", "fps", "noise_aug_strength", "min_guidance_scale", "decode_chunk_size")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in ENGINE_FIELDS if getattr(self, n) is not None}
 
     def __repr__(self) -> str:
         shown = ", ".join(

@@ -108,6 +108,8 @@ class Video:
                     f"IMAGE must be B×H×W×C; got {tuple(tensor.shape)}", field="images", allowed="B×H×W×3"
                 )
             tensor = tensor[..., :3] if tensor.shape[-1] >= 3 else tensor.expand(*tensor.shape[:-1], 3)
+            if not bool(torch.isfinite(tensor).all()):
+                raise InvalidInputError("IMAGE contains NaN or infinite values", field="images", allowed="values in 0..1")
             frames = tensor.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).cpu().numpy()
         else:
             array = np.asarray(images)
@@ -121,6 +123,10 @@ class Video:
             if array.dtype == np.uint8:
                 frames = array
             else:
+                if not np.all(np.isfinite(array)):
+                    raise InvalidInputError(
+                        "IMAGE contains NaN or infinite values", field="images", allowed="values in 0..1"
+                    )
                 frames = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return cls(frames=frames, fps=fps, seed=seed)
 

@@ -78,6 +78,16 @@ def _format_for(output: str | None, fmt: OutputFormat | None) -> str:
                 allowed=named,
             )
         return fmt.value
+    is_folder = output is not None and (output.endswith(("/", "\\")) or Path(output).is_dir())
+    if suffix and named is None and not is_folder:
+        allowed = ", ".join(f".{f.value}" for f in OutputFormat if f is not OutputFormat.png)
+        raise InvalidInputError(
+            f"the output file {output} ends in .{suffix}, which img2vid does not write: use {allowed}, "
+            "or a folder with --format png",
+            field="output",
+            value=output,
+            allowed=allowed,
+        )
     return named or "mp4"
 
 

@@ -24,7 +24,8 @@ from ..request import RANGES
 from .deps import OwnerDep, StateDep
 from .errors import error_body
 from .store import DONE, FAILED, JobStatus
-from .uploads import ENGINE_FIELDS, GENERATION_DEFAULTS, check_fields, check_image, read_submit
+from ..request import ENGINE_FIELDS
+from .uploads import GENERATION_DEFAULTS, check_fields, check_image, read_submit
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
 

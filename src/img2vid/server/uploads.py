@@ -20,11 +20,10 @@ from starlette.requests import Request
 from ..errors import InvalidInputError, PayloadTooLargeError
 from ..fitting import PROTOCOL_SIZES
 from ..images import open_image_bytes
-from ..request import MAX_SEED, RANGES, check_field
+from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, check_field
 
 __all__ = [
     "GENERATION_DEFAULTS",
-    "ENGINE_FIELDS",
     "CLIENT_HEADERS",
     "read_body",
     "read_submit",
@@ -40,7 +39,6 @@ GENERATION_DEFAULTS: dict[str, dict[str, float | int]] = {
     "v2alpha": {"cfg_scale": 2.5, "motion_bucket_id": 40},
 }
 #: Optional fields the local engine honours; absent means "the engine's default".
-ENGINE_FIELDS = ("frames", "steps", "fps", "noise_aug_strength", "min_guidance_scale", "decode_chunk_size")
 #: Optional client headers the protocol bounds at 256 characters.
 CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-client-version")
 #: How much of an oversized body is read and thrown away so the client can read the 413.
@@ -189,6 +187,3 @@ async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str,
     check_client_headers(request.headers)
     body = await read_body(request, limit)
     return await parse_submit_form(body, request.headers)
-
-
-assert set(ENGINE_FIELDS) <= set(RANGES)
