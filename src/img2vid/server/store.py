@@ -146,6 +146,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _failed(*, status: int, name: str, message: str, ttl: float) -> dict[str, Any]:
+    """The columns of a failed job: its error, kept ``ttl`` seconds; the input image is no longer needed."""
+    now = time.time()
+    return {
+        "status": FAILED,
+        "error_status": status,
+        "error_name": name,
+        "error_message": message,
+        "image": None,
+        "finished_at": now,
+        "expires_at": now + ttl,
+    }
+
+
 class JobStore:
     """Jobs and keys over one SQLAlchemy engine with a connection pool."""
 
@@ -256,20 +270,11 @@ class JobStore:
         return done.rowcount == 1
 
     def fail(self, job_id: str, *, status: int, name: str, message: str, ttl: float) -> bool:
-        now = time.time()
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
-                .values(
-                    status=FAILED,
-                    error_status=status,
-                    error_name=name,
-                    error_message=message,
-                    image=None,
-                    finished_at=now,
-                    expires_at=now + ttl,
-                )
+                .values(**_failed(status=status, name=name, message=message, ttl=ttl))
             )
         return done.rowcount == 1
 
@@ -292,23 +297,15 @@ class JobStore:
         A job that was already running when the server died ``max_attempts`` times is failed instead:
         a job that kills the server (a poison input, a driver crash) must not take it down at every start.
         """
-        now = time.time()
+        message = (
+            f"the job was running each of the {max_attempts} times the server stopped unexpectedly, "
+            "so it was not run again"
+        )
         with self.engine.begin() as conn:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.status == RUNNING, jobs.c.attempts >= max_attempts)
-                .values(
-                    status=FAILED,
-                    error_status=500,
-                    error_name="internal_error",
-                    error_message=(
-                        f"the job was running each of the {max_attempts} times the server stopped "
-                        "unexpectedly, so it was not run again"
-                    ),
-                    image=None,
-                    finished_at=now,
-                    expires_at=now + ttl,
-                )
+                .values(**_failed(status=500, name="internal_error", message=message, ttl=ttl))
             )
             result = conn.execute(update(jobs).where(jobs.c.status == RUNNING).values(status=QUEUED, progress=0.0))
         return int(result.rowcount or 0)
