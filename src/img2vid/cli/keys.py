@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +20,8 @@ from .exits import report_error
 
 __all__ = ["keys_app"]
 
+T = TypeVar("T")
+
 keys_app = typer.Typer(help="Create, list and revoke the server's API keys.", no_args_is_help=True)
 
 DataOption = Annotated[
@@ -26,10 +29,18 @@ DataOption = Annotated[
 ]
 
 
-def _store(data: Path | None):  # noqa: ANN202 - the store type is imported lazily
-    from ..server.settings import load_settings
+def _with_store(data: Path | None, action: Callable[[Any], T], err: Console) -> T:
+    """Run ``action`` on the data folder's store, always closing it; any failure leaves as an exit code."""
+    try:
+        from ..server.settings import load_settings
 
-    return load_settings(data=data).open_store()
+        store = load_settings(data=data).open_store()
+        try:
+            return action(store)
+        finally:
+            store.close()
+    except Exception as error:  # noqa: BLE001 - every error leaves as an exit code
+        raise typer.Exit(report_error(error, console=err)) from None
 
 
 def _when(stamp: float | None) -> str:
@@ -45,16 +56,13 @@ def create(
 ) -> None:
     """Make a new key and print it (once: only its hash is stored)."""
     err = Console(stderr=True, highlight=False)
-    try:
+
+    def create_in(store: Any) -> Any:
         from ..server.keys import create_key
 
-        store = _store(data)
-        try:
-            key, row = create_key(store, name)
-        finally:
-            store.close()
-    except Exception as error:  # noqa: BLE001
-        raise typer.Exit(report_error(error, console=err)) from None
+        return create_key(store, name)
+
+    key, row = _with_store(data, create_in, err)
     typer.echo(key)
     err.print(f"created key {row.key_id} ({name}); it is shown only this once", markup=False)
 
@@ -63,14 +71,7 @@ def create(
 def list_keys(data: DataOption = None) -> None:
     """Show every key's id, name, creation time and whether it is revoked (never the key itself)."""
     err = Console(stderr=True, highlight=False)
-    try:
-        store = _store(data)
-        try:
-            rows = store.list_keys()
-        finally:
-            store.close()
-    except Exception as error:  # noqa: BLE001
-        raise typer.Exit(report_error(error, console=err)) from None
+    rows = _with_store(data, lambda store: store.list_keys(), err)
     table = Table("id", "name", "created", "revoked")
     for row in rows:
         table.add_row(row.key_id, row.name, _when(row.created_at), _when(row.revoked_at))
@@ -84,14 +85,7 @@ def revoke(
 ) -> None:
     """Revoke a key: the server refuses it within seconds."""
     err = Console(stderr=True, highlight=False)
-    try:
-        store = _store(data)
-        try:
-            revoked = store.revoke_key(key)
-        finally:
-            store.close()
-    except Exception as error:  # noqa: BLE001
-        raise typer.Exit(report_error(error, console=err)) from None
+    revoked = _with_store(data, lambda store: store.revoke_key(key), err)
     if not revoked:
         err.print(f"error: no active key with id or name {key!r}", markup=False)
         raise typer.Exit(4)
