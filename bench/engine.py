@@ -165,19 +165,10 @@ def run_img2vid(parts: Any, setup: Setup, device: str, torch: Any, sync: Callabl
 def run_diffusers(
     parts: Any, setup: Setup, device: str, dtype: Any, torch: Any, sync: Callable[[], None], repeats: int
 ) -> Result:
-    from diffusers import StableVideoDiffusionPipeline
     from PIL import Image
-    from transformers import CLIPImageProcessor
 
-    pipe = StableVideoDiffusionPipeline(
-        vae=parts.vae,
-        image_encoder=parts.image_encoder,
-        unet=parts.unet,
-        scheduler=parts.new_scheduler(),
-        feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
-    )
+    pipe = parts.stock_pipeline()
     pipe.to(device)  # the parts are already in `dtype`; casting again only makes diffusers warn
-    pipe.set_progress_bar_config(disable=True)
     image = Image.fromarray(_image(setup))
     common = dict(
         height=setup.height, width=setup.width, num_frames=setup.frames, max_guidance_scale=setup.cfg_scale, output_type="np"

@@ -19,20 +19,10 @@ def small_image(seed: int = 0) -> np.ndarray:
 def diffusers_frames(parts: Any, image: np.ndarray, *, seed: int, **kwargs: Any) -> np.ndarray:
     """Frames (T×H×W×3 uint8) from diffusers' StableVideoDiffusionPipeline on the same components, fp32 CPU."""
     import torch
-    from diffusers import StableVideoDiffusionPipeline
     from PIL import Image
-    from transformers import CLIPImageProcessor
 
-    pipe = StableVideoDiffusionPipeline(
-        vae=parts.vae,
-        image_encoder=parts.image_encoder,
-        unet=parts.unet,
-        scheduler=parts.new_scheduler(),
-        feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
-    )
-    pipe.set_progress_bar_config(disable=True)
     height, width = image.shape[:2]
-    out = pipe(
+    out = parts.stock_pipeline()(
         Image.fromarray(image),
         height=height,
         width=width,
