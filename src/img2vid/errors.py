@@ -15,13 +15,17 @@ Messages must never contain a secret: an API key is redacted before it reaches a
     ├── PermissionDeniedError        the key may not do this                        (403)
     │   └── ContentModerationError   the input was refused by moderation            (403)
     ├── NotFoundError                unknown, expired or someone else's job; gone   (404)
+    ├── ConflictError                the job is past the state this asks for        (409)
     ├── UnprocessableError           well formed but refused                        (422)
     ├── RateLimitedError             too many requests; carries retry_after          (429)
+    │   └── TooManyJobsError         this key already has its quota of jobs waiting  (429)
     ├── ServiceError                 the engine or server failed                     (500)
+    │   ├── StoreUnavailableError    the job store cannot be read or written         (503)
+    │   └── QueueFullError           the server's whole queue is full                (503)
     ├── ModelError                   a local model cannot be found or loaded
     ├── ConnectionFailedError        the server could not be reached
     ├── DeadlineExceededError        the job did not finish in time
-    ├── CancelledError               the user stopped the job
+    ├── CancelledError               the user stopped the job (a cancelled job's result: 410)
     └── ContentFilteredError         the result was filtered; no video is handed over
 """
 
@@ -39,14 +43,19 @@ __all__ = [
     "ContentModerationError",
     "NotFoundError",
     "UnprocessableError",
+    "ConflictError",
     "RateLimitedError",
+    "TooManyJobsError",
     "ServiceError",
+    "StoreUnavailableError",
+    "QueueFullError",
     "ModelError",
     "ConnectionFailedError",
     "DeadlineExceededError",
     "CancelledError",
     "ContentFilteredError",
     "error_for_status",
+    "CANCELLED_HTTP_STATUS",
 ]
 
 
@@ -152,6 +161,13 @@ class UnprocessableError(Img2VidError):
     error_name = "unprocessable"
 
 
+class ConflictError(Img2VidError):
+    """The job is already past the state the request needs (cancelling a job that has finished)."""
+
+    http_status = 409
+    error_name = "conflict"
+
+
 class RateLimitedError(Img2VidError):
     """Too many requests; ``retry_after`` says how many seconds to wait, when known."""
 
@@ -163,6 +179,12 @@ class RateLimitedError(Img2VidError):
     ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class TooManyJobsError(RateLimitedError):
+    """This key already has as many jobs queued or running as the server allows; wait for one to end."""
+
+    error_name = "too_many_jobs"
 
 
 class ServiceError(Img2VidError):
@@ -177,11 +199,28 @@ class ServiceError(Img2VidError):
         *,
         status: int | None = None,
         error_id: str | None = None,
+        retry_after: float | None = None,
         details: list[str] | None = None,
     ) -> None:
         super().__init__(message, details=details)
         self.status = status
         self.error_id = error_id
+        #: Seconds after which trying again may work, when the server said so (a 503's ``Retry-After``).
+        self.retry_after = retry_after
+
+
+class StoreUnavailableError(ServiceError):
+    """The job store cannot be reached or written; nothing was accepted, so sending again later is safe."""
+
+    http_status = 503
+    error_name = "store_unavailable"
+
+
+class QueueFullError(ServiceError):
+    """The server's queue holds as many jobs as it allows; try again later."""
+
+    http_status = 503
+    error_name = "queue_full"
 
 
 class ModelError(Img2VidError):
@@ -206,7 +245,10 @@ class DeadlineExceededError(Img2VidError):
 
 
 class CancelledError(Img2VidError):
-    """The user stopped the job (Ctrl-C, ComfyUI's Cancel, a cancel callback)."""
+    """The user stopped the job (Ctrl-C, ComfyUI's Cancel, a cancel callback, the protocol's DELETE).
+
+    In-process it never reaches HTTP (499 is nginx's "client closed request"); a server answers a
+    cancelled job's result with 410 Gone and this name (see :data:`CANCELLED_HTTP_STATUS`)."""
 
     http_status = 499
     error_name = "cancelled"
@@ -219,22 +261,37 @@ class ContentFilteredError(Img2VidError):
     error_name = "content_filtered"
 
 
+#: The status a server answers when the result of a cancelled job is fetched.
+CANCELLED_HTTP_STATUS = 410
+
 _BY_STATUS: dict[int, type[Img2VidError]] = {
     400: InvalidInputError,
     401: AuthenticationError,
     402: InsufficientCreditsError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
+    410: NotFoundError,
     413: PayloadTooLargeError,
     422: UnprocessableError,
     429: RateLimitedError,
 }
 
 
+#: Protocol names that pick a narrower class than the status alone.
+_BY_NAME: dict[str, type[Img2VidError]] = {
+    cls.error_name: cls
+    for cls in (ContentModerationError, TooManyJobsError, StoreUnavailableError, QueueFullError)
+}
+
+
 def error_for_status(status: int, name: str | None = None) -> type[Img2VidError]:
     """The error class for an HTTP status (and the protocol's error ``name`` where it refines it)."""
-    if status == 403 and name == ContentModerationError.error_name:
-        return ContentModerationError
+    if status == CANCELLED_HTTP_STATUS and name == CancelledError.error_name:
+        return CancelledError
+    refined = _BY_NAME.get(name or "")
+    if refined is not None and refined.http_status == status:
+        return refined
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return ServiceError

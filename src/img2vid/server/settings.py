@@ -8,7 +8,7 @@ which may carry a password.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +54,27 @@ class ServerSettings(BaseSettings):
     engine_factory: str | None = None
     #: Worker threads, each running one job at a time on its own warm engine.
     workers: int = Field(default=1, ge=0, le=64)
+    #: Where jobs run: ``embedded`` (worker threads in this process) or ``celery`` (``img2vid worker``
+    #: processes fed through ``broker_url``; this process then loads no model).
+    dispatch: Literal["embedded", "celery"] = "embedded"
+    #: The Celery broker for ``dispatch=celery`` (``redis://host:6379/0``). May hold a password: not in the repr.
+    broker_url: str | None = Field(default=None, repr=False)
+    #: Seconds a claimed job stays its worker's without a heartbeat; the worker renews it while it lives.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: The local engine's speed mode (``eager``, ``compiled``, ``fp8``, ``fast``); None: the engine's default.
+    speed: str | None = None
+    #: The local engine's memory mode (``auto``, ``low``); None: the engine's default.
+    memory: str | None = None
+    #: Jobs one key may have queued or running at once; one more is 429 ``too_many_jobs``.
+    max_queued_per_key: int = Field(default=10, ge=1)
+    #: Jobs the whole server may have queued or running; one more is 503 ``queue_full``.
+    max_queued: int = Field(default=1000, ge=1)
+    #: The largest ``frames``, ``steps`` and ``decode_chunk_size`` a request may ask for (cost caps).
+    max_frames: int = Field(default=50, ge=1)
+    max_steps: int = Field(default=100, ge=1)
+    max_decode_chunk: int = Field(default=25, ge=1)
+    #: Seconds of engine time a job may take before it is stopped and failed.
+    job_timeout: float = Field(default=900.0, gt=0)
     #: Seconds a finished job's result is kept before it is removed.
     result_ttl: float = Field(default=24 * 3600.0, gt=0)
     #: Seconds between sweeps that remove expired results.
