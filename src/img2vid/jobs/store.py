@@ -419,9 +419,10 @@ class JobStore:
         mine = conn.execute(
             select(func.max(jobs.c.turn)).where(jobs.c.owner == owner, jobs.c.status.in_(ACTIVE))
         ).scalar()
-        serving = conn.execute(select(func.min(jobs.c.turn)).where(jobs.c.status == QUEUED)).scalar()
+        # The turn now being served: the latest running job's, else the first queued one's.
+        serving = conn.execute(select(func.max(jobs.c.turn)).where(jobs.c.status == RUNNING)).scalar()
         if serving is None:
-            serving = conn.execute(select(func.max(jobs.c.turn)).where(jobs.c.status == RUNNING)).scalar() or 0
+            serving = conn.execute(select(func.min(jobs.c.turn)).where(jobs.c.status == QUEUED)).scalar() or 0
         return max(int(serving), -1 if mine is None else int(mine) + 1)
 
     # ------------------------------------------------------------------ polling
