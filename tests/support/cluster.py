@@ -308,7 +308,8 @@ class Cluster:
             thread.join(5)
 
     def close(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL for any that do not stop) and close the store."""
+        """Stop every process (SIGTERM, then SIGKILL for any still there after 5 s: an idle Celery worker's
+        warm shutdown alone takes seconds, and nothing is checked after this) and close the store."""
         for process in self.processes:
             if process.alive:
                 try:
@@ -316,7 +317,7 @@ class Cluster:
                     process.signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         for process in self.processes:
             try:
                 process.popen.wait(max(0.1, deadline - time.monotonic()))
