@@ -96,6 +96,7 @@ class EmbeddedDispatcher:
             sweep_interval=sweep_interval,
             result_ttl=self.options.result_ttl,
             on_requeue=self.notify,
+            presence=self.options.worker,
         )
 
     @property
