@@ -165,7 +165,7 @@ def test_debug_shows_the_traceback_and_logs_but_never_the_key(
 
 def test_debug_masks_a_key_in_any_exception_of_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
     from img2vid.cli.exits import report_error
-    from img2vid.engines.remote._redact import register_secret
+    from img2vid.redact import register_secret
 
     register_secret(KEY)
     try:

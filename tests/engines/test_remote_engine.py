@@ -570,7 +570,7 @@ def test_retry_after_in_every_spelling() -> None:
     from datetime import datetime, timedelta, timezone
     from email.utils import format_datetime
 
-    from img2vid.engines.remote._http import retry_after_seconds
+    from img2vid.engines.remote._policy import retry_after_seconds
 
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25

@@ -49,7 +49,7 @@ def exit_code_for(error: BaseException) -> int:
 def report_error(error: BaseException, *, debug: bool = False, console: Console | None = None) -> int:
     """Print the error as one or two lines on stderr (a traceback too with ``debug``); return its exit code."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    from ..engines.remote._redact import redact  # no key ever reaches the terminal, whatever raised
+    from ..redact import redact  # no key ever reaches the terminal, whatever raised
 
     if debug:  # the messages of every exception in the chain, a library's included, are masked too
         sys.stderr.write(redact("".join(traceback.format_exception(error))))
