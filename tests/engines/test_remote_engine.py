@@ -2,6 +2,8 @@
 
 Each test scripts the server's answers and checks what a caller relies on: the video that comes back,
 how many paid submits were sent, how retries and polling waited, which error is raised and what it says.
+Time is virtual (tests/support/clock.py): the engine and the server share a fake clock, so a 30 s pause
+costs nothing and every interval asserted is the one the engine chose, not what a busy machine allowed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import io
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.clock import FakeClock, use_fake_clock
 from support.fake_protocol import (
     JOB_ID,
     Answer,
@@ -24,6 +26,7 @@ from support.fake_protocol import (
     accepted,
     drop,
     error,
+    held,
     submitted,
     tiny_mp4,
     truncated,
@@ -46,13 +49,19 @@ def smooth_image(width: int = 64, height: int = 36) -> np.ndarray:
     return np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], axis=-1).astype(np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def clock(fake_protocol_server: FakeProtocolServer, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """One virtual clock for the server and every engine of the test."""
+    return use_fake_clock(monkeypatch, fake_protocol_server)
+
+
 @pytest.fixture
 def request_() -> VideoRequest:
     return VideoRequest(image=smooth_image(), seed=42, cfg_scale=2.5, motion_bucket_id=40)
 
 
 @pytest.fixture
-def make_engine(fake_protocol_server: FakeProtocolServer) -> EngineFactory:
+def make_engine(fake_protocol_server: FakeProtocolServer) -> Iterator[EngineFactory]:
     engines: list[RemoteEngine] = []
 
     def make(**options: object) -> RemoteEngine:
@@ -373,28 +382,30 @@ def test_a_200_that_is_not_a_video_is_a_clear_error(
 
 
 def test_a_never_ending_job_is_stopped_by_the_deadline(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, clock: FakeClock
 ) -> None:
     fake_protocol_server.poll_default = accepted()
-    began = time.monotonic()
+    began = clock.now()
     with pytest.raises(errors.DeadlineExceededError) as caught:
         make_engine(timeout=0.5, poll_interval=0.05).generate(request_)
-    assert 0.45 <= time.monotonic() - began < 2.0
+    assert 0.45 <= clock.now() - began < 2.0
     assert JOB_ID in caught.value.message and "0.5 s" in caught.value.message
     assert len(fake_protocol_server.polls) >= 3
 
 
 def test_a_long_retry_after_does_not_outlive_the_deadline(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, clock: FakeClock
 ) -> None:
     fake_protocol_server.poll_default = accepted(retry_after=60)
-    began = time.monotonic()
+    began = clock.now()
     with pytest.raises(errors.DeadlineExceededError):
         make_engine(timeout=0.6).generate(request_)
-    assert time.monotonic() - began < 2.0
+    assert clock.now() - began < 2.0
 
 
-def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Callable[[], bool]) -> tuple[threading.Thread, dict[str, object]]:
+def _generate_in_thread(
+    engine: RemoteEngine, request: VideoRequest, cancel: Callable[[], bool], clock: FakeClock
+) -> tuple[threading.Thread, dict[str, object]]:
     outcome: dict[str, object] = {}
 
     def run() -> None:
@@ -402,7 +413,7 @@ def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Cal
             outcome["video"] = engine.generate(request, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["error"] = exc
-        outcome["ended"] = time.monotonic()
+        outcome["ended"] = clock.now()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -411,17 +422,30 @@ def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Cal
 
 @pytest.mark.parametrize("where", ["waiting", "in-request"])
 def test_cancel_mid_poll_returns_within_a_second(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, where: str
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    where: str,
+    clock: FakeClock,
 ) -> None:
     server = fake_protocol_server
-    # Either the server asks for a long pause, or it holds the poll request open for a long time.
-    server.poll_default = accepted(retry_after=30) if where == "waiting" else Answer(status=202, delay=10)
+    # Either the server asks for a long pause, or it holds the poll request open until the test ends.
+    server.poll_default = accepted(retry_after=30) if where == "waiting" else held()
     stop = threading.Event()
-    thread, outcome = _generate_in_thread(make_engine(), request_, stop.is_set)
+    pressed: list[float] = []
+
+    def press() -> None:
+        pressed.append(clock.now())
+        stop.set()
+
+    if where == "waiting":  # the first poll comes at once; Cancel is pressed 0.2 s into the 30 s pause
+        clock.call_at(clock.now() + 0.2, press)
+    thread, outcome = _generate_in_thread(make_engine(), request_, stop.is_set, clock)
     assert server.wait_for("poll", 1, timeout=5)
-    stopped_at = time.monotonic()
-    stop.set()
+    if where == "in-request":
+        press()
     thread.join(timeout=3)
+    stopped_at = pressed[0]
     assert isinstance(outcome.get("error"), errors.CancelledError)
     assert float(outcome["ended"]) - stopped_at < 1.0  # type: ignore[arg-type]
     assert len(server.submits) == 1
@@ -574,8 +598,9 @@ def test_retry_after_in_every_spelling() -> None:
 
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    in_20_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
-    assert 17 <= retry_after_seconds({"retry-after": in_20_s}) <= 20  # type: ignore[operator]
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    in_20_s = format_datetime(now + timedelta(seconds=20), usegmt=True)
+    assert 17 <= retry_after_seconds({"retry-after": in_20_s}, now=now.timestamp()) <= 20  # type: ignore[operator]
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
 

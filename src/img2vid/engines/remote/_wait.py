@@ -140,19 +140,20 @@ class Waiter:
     def _wait(self, end: float, done: threading.Event | None, tick: Callable[[], None] | None) -> bool:
         """The one loop: until ``done`` is set (True) or the clock reaches ``end`` (False).
 
-        A finished request wins over a cancel seen at the same moment, so an answer that arrived (a job id)
-        is never thrown away; time that passed is reported before either."""
+        Time that passed is reported first. An answer that comes after ``end`` counts as none, as it
+        would with httpx's own timeouts, which end at the same moment. A finished request wins over a
+        cancel seen at the same moment, so an answer that arrived (a job id) is never thrown away."""
         next_tick = self.clock.now() + TICK_SECONDS
         while True:
             now = self.clock.now()
             if tick is not None and now >= next_tick:
                 tick()
                 next_tick = now + TICK_SECONDS
+            if now >= end:
+                return False
             if done is not None and done.is_set():
                 return True
             raise_if_cancelled(self.cancel)
-            if now >= end:
-                return False
             step = min(CANCEL_CHECK_INTERVAL, end - now)
             if tick is not None:
                 step = min(step, max(0.0, next_tick - now))
