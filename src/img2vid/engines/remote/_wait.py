@@ -108,8 +108,8 @@ class Waiter:
         """Sleep ``seconds``, cut short at the deadline (the caller then finds it spent).
 
         Raises :class:`~img2vid.errors.CancelledError` once ``cancel`` says stop."""
-        end = min(self.clock.now() + max(0.0, seconds), self.deadline.end)
-        self._wait(end, None, tick)
+        started = self.clock.now()
+        self._wait(started, min(started + max(0.0, seconds), self.deadline.end), None, tick)
 
     def run(self, call: Callable[[], T], tick: Callable[[], None] | None = None) -> T:
         """``call()`` (one request) in a worker thread, while this thread watches ``cancel`` and the deadline.
@@ -118,6 +118,8 @@ class Waiter:
         that, :class:`~img2vid.errors.DeadlineExceededError`. An abandoned request finishes on its own
         within its own timeouts; its answer is dropped."""
         raise_if_cancelled(self.cancel)
+        started = self.clock.now()
+        end = started + max(LAST_REQUEST_SECONDS, self.deadline.remaining())
         box: dict[str, object] = {}
         done = threading.Event()
 
@@ -130,20 +132,21 @@ class Waiter:
                 done.set()
 
         threading.Thread(target=work, name="img2vid-remote-request", daemon=True).start()
-        end = self.clock.now() + max(LAST_REQUEST_SECONDS, self.deadline.remaining())
-        if not self._wait(end, done, tick):
+        if not self._wait(started, end, done, tick):
             raise self.deadline.error()
         if "error" in box:
             raise box["error"]  # type: ignore[misc]
         return box["value"]  # type: ignore[return-value]
 
-    def _wait(self, end: float, done: threading.Event | None, tick: Callable[[], None] | None) -> bool:
-        """The one loop: until ``done`` is set (True) or the clock reaches ``end`` (False).
+    def _wait(
+        self, started: float, end: float, done: threading.Event | None, tick: Callable[[], None] | None
+    ) -> bool:
+        """The one loop, begun at ``started``: until ``done`` is set (True) or the clock reaches ``end`` (False).
 
         Time that passed is reported first. An answer that comes after ``end`` counts as none, as it
         would with httpx's own timeouts, which end at the same moment. A finished request wins over a
         cancel seen at the same moment, so an answer that arrived (a job id) is never thrown away."""
-        next_tick = self.clock.now() + TICK_SECONDS
+        next_tick = started + TICK_SECONDS
         while True:
             now = self.clock.now()
             if tick is not None and now >= next_tick:
