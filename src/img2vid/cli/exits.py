@@ -1,7 +1,8 @@
 """Exit codes and error lines: how the CLI speaks the error tree.
 
-0 success, 2 invalid input, 3 authentication or permission, 4 not found or expired, 5 timeout,
-6 service or connection error, 130 cancelled, 1 a bug in img2vid itself.
+0 success, 2 invalid input (or a job already past what was asked: cancelling a finished job), 3
+authentication or permission, 4 not found or expired, 5 timeout, 6 service or connection error, 130
+cancelled, 1 a bug in img2vid itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXIT_CODES: tuple[tuple[type[errors.Img2VidError], int], ...] = (
     (errors.InvalidInputError, 2),
     (errors.ModelError, 2),
     (errors.UnprocessableError, 2),
+    (errors.ConflictError, 2),
     (errors.AuthenticationError, 3),
     (errors.PermissionDeniedError, 3),
     (errors.InsufficientCreditsError, 3),
