@@ -7,9 +7,13 @@ then the environment, then the config file); one line on success; an exit code p
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support.clock import use_fake_clock
 from support.fake_protocol import JOB_ID, FakeProtocolServer, error
@@ -110,3 +114,48 @@ def test_an_id_that_is_not_one_exits_2_naming_it(cli, configured: FakeProtocolSe
     result = cli("cancel", "../keys")
     assert result.exit_code == 2 and "id must be" in result.stderr
     assert configured.requests == []
+
+
+
+def _submitted_ids(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The job ids the engine logged as submitted, in order."""
+    found = (re.match(r"job (\S+) submitted to ", r.getMessage()) for r in caplog.records if r.name == "img2vid.remote")
+    return [match.group(1) for match in found if match]
+
+
+def test_against_a_live_server_both_sides_of_cancel_agree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The client's DELETE and the server's answers to it: 200 then 410 on the result, 409, 404."""
+    from support.server_harness import create_key_direct, live_server
+
+    from img2vid import VideoRequest, errors
+    from img2vid.engines.remote import RemoteEngine
+
+    caplog.set_level(logging.INFO, logger="img2vid.remote")
+    key = create_key_direct(tmp_path)
+    # A step engine whose job takes 2 s: long enough to be stopped while it runs, short enough to finish.
+    env = {"IMG2VID_ENGINE_FACTORY": "support.step_engine:from_env", "IMG2VID_STEP_SECONDS": "0.1",
+           "IMG2VID_STEP_COUNT": "20"}  # fmt: skip
+    request = VideoRequest(image=np.zeros((576, 1024, 3), dtype=np.uint8), seed=3)
+    with live_server(tmp_path, env=env) as server, RemoteEngine(server.url, key, poll_interval=0.1) as engine:
+        stop = threading.Event()
+
+        def stop_once_running(fraction: float | None, text: str) -> None:
+            if text.startswith("running on the server"):
+                stop.set()
+
+        with pytest.raises(errors.CancelledError):
+            engine.generate(request, progress=stop_once_running, cancel=stop.is_set)
+        engine.generate(request)  # a job that finishes
+        stopped, finished = _submitted_ids(caplog)
+        with server.client(headers={"authorization": f"Bearer {key}"}) as client:
+            gone = client.get(f"/v2beta/image-to-video/result/{stopped}")
+        cli = CliRunner()
+        args = ["--engine", server.url]
+        again = cli.invoke(app, ["cancel", stopped, *args], env={"IMG2VID_API_KEY": key}, catch_exceptions=False)
+        late = cli.invoke(app, ["cancel", finished, *args], env={"IMG2VID_API_KEY": key}, catch_exceptions=False)
+        unknown = cli.invoke(app, ["cancel", "f" * 64, *args], env={"IMG2VID_API_KEY": key}, catch_exceptions=False)
+    assert gone.status_code == 410 and gone.json()["name"] == "cancelled"  # the engine's DELETE took
+    assert again.exit_code == 0 and again.stdout.strip() == f"job {stopped} cancelled"
+    assert late.exit_code == 2 and "already finished" in late.stderr
+    assert unknown.exit_code == 4 and "was not found" in unknown.stderr
+    assert key not in again.output + late.output + unknown.output
