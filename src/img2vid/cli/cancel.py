@@ -45,7 +45,9 @@ def _server_url(engine: str | None) -> str:
 
 
 def cancel(
-    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id, as the server returned it.", show_default=False)],
+    job_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The job's id, as the server returned it.", show_default=False)
+    ],
     engine: Annotated[
         Optional[str],
         typer.Option(help="The img2vid server's URL (default: $IMG2VID_BASE_URL, else base_url in the config file)."),

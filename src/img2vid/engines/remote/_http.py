@@ -151,7 +151,8 @@ class Sender:
                 status=outcome.status,
             )
         if why is _policy.Why.MAY_HAVE_ARRIVED:
-            happened = "did not answer in time" if isinstance(failure, httpx.TimeoutException) else "broke the connection"
+            timed_out = isinstance(failure, httpx.TimeoutException)
+            happened = "did not answer in time" if timed_out else "broke the connection"
             return errors.ConnectionFailedError(
                 f"{redact(self.base_url)} {happened} after the request to {what} was sent "
                 f"({type(failure).__name__}); not sending it again, because the server may already have "

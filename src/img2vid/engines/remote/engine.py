@@ -263,68 +263,15 @@ class RemoteEngine:
         image = request.fitted_image(self.size_rule)
         height, width = image.shape[:2]
         png = _png(image)
+        upload = f"{width}x{height} image ({len(png) // 1024} KiB)"
+
+        # 2. Submit, exactly once unless the request surely never arrived.
         fields = self.form_fields(request)
+        job["id"] = job_id = self._submit(png, upload, fields, waiter, tell, ticks=progress is not None)
 
-        # 2. Submit, exactly once unless the request surely never arrived; every retry carries the same
-        #    idempotency key, so an img2vid server that did take it returns the first job's id.
-        submit_path, result_path = ROUTES[self.api_version]
-        uploading = f"uploading {width}x{height} image ({len(png) // 1024} KiB)"
-        tell(None, uploading)
-        headers = {"accept": "application/json"}
-        if not self.is_stability:
-            headers[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
-
-        def build_submit(timeout: httpx.Timeout) -> httpx.Request:
-            return self._client.build_request(
-                "POST",
-                submit_path,
-                data=fields,
-                files={"image": ("image.png", png, "image/png")},
-                headers=headers,
-                timeout=timeout,
-            )
-
-        answer = self._sender.send(
-            build_submit,
-            idempotent=False,
-            waiter=waiter,
-            what="submit the job",
-            on_wait=lambda delay, text: tell(None, text),
-            on_tick=(lambda: tell(None, f"{uploading}, {deadline.elapsed():.0f} s")) if progress else None,
-        )
-        if answer.status_code != 200:
-            raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
-        job_id = self._job_id(answer)
-        job["id"] = job_id
-        log.info("job %s submitted to %s", job_id, redact(self.base_url))
-
-        # 3. Poll until the result is ready.
-        def build_poll(timeout: httpx.Timeout) -> httpx.Request:
-            return self._client.build_request("GET", result_path.format(id=job_id), timeout=timeout)
-
-        def fetch() -> httpx.Response:
-            return self._sender.send(
-                build_poll,
-                idempotent=True,
-                waiter=waiter,
-                what=f"fetch the result of job {job_id}",
-                on_wait=lambda delay, text: tell(None, text),
-            )
-
-        tell(None, "submitted; waiting for the server")
+        # 3. Poll until the result is ready; a stop from here on also cancels the job on the server.
         try:
-            result = poll_until_done(
-                fetch,
-                interval=self.poll_interval,
-                waiter=waiter,
-                progress=tell,
-                on_error=lambda response: error_from_response(
-                    response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
-                ),
-                first_wait=first_poll_wait(
-                    is_stability=self.is_stability, interval=self.poll_interval, remaining=deadline.remaining()
-                ),
-            )
+            result = self._poll(job_id, waiter, tell)
         except errors.CancelledError:
             if stop.seen:  # the user's stop, not the server saying the job was cancelled
                 self._cancel_after_stop(job_id)
@@ -340,6 +287,68 @@ class RemoteEngine:
         )
         tell(1.0, f"done in {deadline.elapsed():.0f} s")
         return video
+
+    def _submit(
+        self, png: bytes, upload: str, fields: dict[str, str], waiter: Waiter, tell: ProgressCallback, *, ticks: bool
+    ) -> str:
+        """The job id. Every retry carries the same idempotency key, so an img2vid server that did take
+        an earlier attempt returns that job's id instead of starting a second job."""
+        headers = {"accept": "application/json"}
+        if not self.is_stability:
+            headers[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
+        uploading = f"uploading {upload}"
+        tell(None, uploading)
+
+        def build(timeout: httpx.Timeout) -> httpx.Request:
+            return self._client.build_request(
+                "POST",
+                ROUTES[self.api_version][0],
+                data=fields,
+                files={"image": ("image.png", png, "image/png")},
+                headers=headers,
+                timeout=timeout,
+            )
+
+        answer = self._sender.send(
+            build,
+            idempotent=False,
+            waiter=waiter,
+            what="submit the job",
+            on_wait=lambda delay, text: tell(None, text),
+            on_tick=(lambda: tell(None, f"{uploading}, {waiter.deadline.elapsed():.0f} s")) if ticks else None,
+        )
+        if answer.status_code != 200:
+            raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
+        job_id = self._job_id(answer)
+        log.info("job %s submitted to %s", job_id, redact(self.base_url))
+        return job_id
+
+    def _poll(self, job_id: str, waiter: Waiter, tell: ProgressCallback) -> httpx.Response:
+        """The answer that carries the result; any other end is an error."""
+        path = ROUTES[self.api_version][1].format(id=job_id)
+
+        def fetch() -> httpx.Response:
+            return self._sender.send(
+                lambda timeout: self._client.build_request("GET", path, timeout=timeout),
+                idempotent=True,
+                waiter=waiter,
+                what=f"fetch the result of job {job_id}",
+                on_wait=lambda delay, text: tell(None, text),
+            )
+
+        tell(None, "submitted; waiting for the server")
+        return poll_until_done(
+            fetch,
+            interval=self.poll_interval,
+            waiter=waiter,
+            progress=tell,
+            on_error=lambda response: error_from_response(
+                response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
+            ),
+            first_wait=first_poll_wait(
+                is_stability=self.is_stability, interval=self.poll_interval, remaining=waiter.deadline.remaining()
+            ),
+        )
 
     # ------------------------------------------------------------------ cancel
 
@@ -363,7 +372,9 @@ class RemoteEngine:
                 field="base_url",
             )
         if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-            raise errors.InvalidInputError.for_field("id", job_id, "a job id as the server returned it (letters, digits, . _ -)")
+            raise errors.InvalidInputError.for_field(
+                "id", job_id, "a job id as the server returned it (1 to 128 letters, digits, '.', '_' or '-')"
+            )
         path = ROUTES[self.api_version][1].format(id=job_id)
         deadline = Deadline(
             timeout, lambda: f"{redact(self.base_url)} did not answer the cancel of job {job_id} in time", self._clock
@@ -389,7 +400,8 @@ class RemoteEngine:
             log.info("stopped waiting for job %s; the service may still finish it", job_id)
             return
         try:
-            self._cancel(job_id, timeout=STOP_CANCEL_TIMEOUT, policy=dataclasses.replace(self.retry_policy, max_retries=0))
+            one_try = dataclasses.replace(self.retry_policy, max_retries=0)
+            self._cancel(job_id, timeout=STOP_CANCEL_TIMEOUT, policy=one_try)
         except errors.Img2VidError as exc:
             log.info("stopped waiting for job %s; the server did not cancel it (%s)", job_id, exc.message)
         else:
