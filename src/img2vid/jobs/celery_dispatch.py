@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Any
 
 from .celery_app import QUEUE, TASK_NAME, make_celery
@@ -24,9 +23,6 @@ from .store import QUEUED, JobStore
 __all__ = ["CeleryDispatcher"]
 
 log = logging.getLogger("img2vid.jobs")
-
-#: Seconds a broker health answer is reused (``/healthz`` may be polled often).
-_HEALTH_CACHE_SECONDS = 2.0
 
 
 class CeleryDispatcher:
@@ -47,7 +43,7 @@ class CeleryDispatcher:
         self.app = app or make_celery(broker_url, job_timeout=self.options.job_timeout)
         self._outbox: queue.Queue[str | None] = queue.Queue()
         self._publisher: threading.Thread | None = None
-        self._health: tuple[float, bool] = (0.0, False)
+        self._broker_ok: bool | None = None
         self.reconciler = Reconciler(
             store,
             interval=reconcile_interval,
@@ -99,11 +95,15 @@ class CeleryDispatcher:
                 return 0
 
     def top_up(self) -> int:
-        """Publish a doorbell for each queued job the broker holds none for; returns how many."""
-        queued = self.store.counts()[QUEUED]
-        if queued == 0:
-            return 0
-        deficit = queued - self.waiting_messages() - self._outbox.qsize()
+        """Publish a doorbell for each queued job the broker holds none for; returns how many. Also records
+        whether the broker answered, which is what ``/healthz`` reports."""
+        try:
+            waiting = self.waiting_messages()
+        except Exception:
+            self._broker_ok = False
+            raise
+        self._broker_ok = True
+        deficit = self.store.counts()[QUEUED] - waiting - self._outbox.qsize()
         if deficit <= 0:
             return 0
         ids = self.store.queued_ids(min(deficit, 100))
@@ -113,13 +113,12 @@ class CeleryDispatcher:
         return len(ids)
 
     def health(self) -> dict[str, bool]:
-        checked, ok = self._health
-        now = time.monotonic()
-        if now - checked > _HEALTH_CACHE_SECONDS:
+        """The broker as the reconciler last found it (every few seconds), so a health check never waits
+        on a broker that does not answer; the first check, before any pass, asks it directly."""
+        if self._broker_ok is None:
             try:
                 self.waiting_messages()
-                ok = True
+                self._broker_ok = True
             except Exception:  # noqa: BLE001 - any failure means "not reachable now"
-                ok = False
-            self._health = (now, ok)
-        return {"broker": ok}
+                self._broker_ok = False
+        return {"broker": self._broker_ok}

@@ -31,7 +31,8 @@ class Reconciler:
         result_ttl: float = 24 * 3600.0,
         max_attempts: int = MAX_ATTEMPTS,
         on_requeue: Callable[[str], None] | None = None,
-        top_up: Callable[[], None] | None = None,
+        top_up: Callable[[], object] | None = None,
+        presence: str | None = None,
     ) -> None:
         self.store = store
         self.interval = interval
@@ -41,6 +42,8 @@ class Reconciler:
         self.on_requeue = on_requeue or (lambda _job_id: None)
         #: Makes sure the broker holds a doorbell for every queued job (celery mode only).
         self.top_up = top_up
+        #: The name of the worker threads in this process (embedded mode), reported live at each pass.
+        self.presence = presence
         self._last_sweep = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,18 +64,23 @@ class Reconciler:
     def run_once(self, now: float | None = None) -> None:
         """One pass; each step is tried on its own, so a failing one does not stop the others."""
         now = time.time() if now is None else now
+        if self.presence is not None:
+            try:
+                self.store.worker_seen(self.presence)
+            except Exception:  # noqa: BLE001 - try again next pass
+                log.debug("reconciler: presence write failed", exc_info=True)
         try:
             requeued = self.store.requeue_expired(now=now, max_attempts=self.max_attempts, ttl=self.result_ttl)
             if requeued:
                 log.warning("re-queued %d job(s) whose worker stopped renewing its lease", requeued)
                 self.on_requeue("")
         except Exception:  # noqa: BLE001 - the store may be down; try again next pass
-            log.warning("reconciler: could not re-queue expired leases", exc_info=True)
+            log.warning("reconciler: could not re-queue expired leases (%s)", _why())
         if self.top_up is not None:
             try:
                 self.top_up()
             except Exception:  # noqa: BLE001 - the broker may be down; try again next pass
-                log.warning("reconciler: could not re-publish queued jobs", exc_info=True)
+                log.warning("reconciler: could not re-publish queued jobs (%s)", _why())
         if now - self._last_sweep >= self.sweep_interval:
             try:
                 removed = self.store.remove_expired(now)
@@ -80,4 +88,12 @@ class Reconciler:
                 if removed:
                     log.info("removed %d expired job(s)", removed)
             except Exception:  # noqa: BLE001 - try again next pass
-                log.warning("reconciler: expiry sweep failed", exc_info=True)
+                log.warning("reconciler: expiry sweep failed (%s)", _why())
+
+
+def _why() -> str:
+    """The current exception's type, for a one-line warning that repeats while a service is down."""
+    import sys
+
+    error = sys.exc_info()[1]
+    return type(error).__name__ if error is not None else "unknown error"
