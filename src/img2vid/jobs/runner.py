@@ -102,8 +102,14 @@ class _Lease:
             mine = self.store.heartbeat(
                 self.claim.job.id, self.claim.token, progress=self.progress, lease_seconds=self.options.lease_seconds
             )
-        except Exception:  # noqa: BLE001 - the store may be back at the next beat
-            log.warning("job %s: heartbeat failed; retrying", self.claim.job.id[:12], exc_info=True)
+        except Exception as error:  # noqa: BLE001 - the store may be back at the next beat
+            # Twice a second while the store is down: one line each, a traceback only for a surprise.
+            log.warning(
+                "job %s: heartbeat failed (%s); retrying",
+                self.claim.job.id[:12],
+                type(error).__name__,
+                exc_info=not isinstance(error, StoreUnavailableError),
+            )
             if self.expired:
                 self.lost = True
             return
