@@ -94,6 +94,9 @@ def test_the_store_going_away_mid_job_is_a_503_on_submit_and_the_job_still_finis
             cluster.wait_for(lambda: gave_up in holder.log_text(), what="the worker to give the job up")
             delays = [float(d) for d in re.findall(r"store is unreachable; retrying in ([0-9.]+) s", holder.log_text())]
             assert len(delays) >= 2 and delays == sorted(delays) and delays[-1] > delays[0], delays
+            # An outage that lasts minutes must leave a log an operator can read: one line per retry.
+            assert "heartbeat failed (StoreUnavailableError)" in holder.log_text()
+            assert "Traceback" not in holder.log_text()
         finally:
             outage.postgres.start()
         answer = wait_result(client, key, job_id, timeout=120)

@@ -84,6 +84,9 @@ def test_an_unwritable_sqlite_store_is_a_503_and_the_running_job_finishes_when_i
             wait_for(lambda: _messages(caplog, gave_up), timeout=30, what="the worker to give the job up")
             delays = [float(m.rsplit(" ", 2)[-2]) for m in _messages(caplog, "store is unreachable; retrying in")]
             assert len(delays) >= 2 and delays == sorted(delays) and delays[-1] > delays[0], delays
+            # While it lasts, each retry, heartbeat and claim is one line, not a traceback.
+            assert _messages(caplog, "heartbeat failed (StoreUnavailableError)")
+            assert not [record for record in caplog.records if record.exc_info]
             assert app.state.img2vid.store.status(job_id).status == "running"  # reads go on
         # Writable again: the job whose lease ran out is re-queued and run again from its stored inputs.
         assert_video(wait_result(client, key, job_id, timeout=60), 851)
