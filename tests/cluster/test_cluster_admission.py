@@ -1,11 +1,13 @@
 """Idempotent submits and queue positions on a real PostgreSQL store, in this process (no subprocess): the
-app with its embedded dispatcher and one worker thread, on a database of its own."""
+app with its embedded dispatcher and one worker thread, on a database of its own (and, for the race, a
+second app on the same database as another front end)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,15 +44,22 @@ class TurnEngine:
         return Video(frames=expected_frames(request), fps=7, seed=request.seed)
 
 
+@dataclass
+class OnPostgres:
+    client: TestClient
+    engine: TurnEngine
+    settings: ServerSettings
+
+
 @pytest.fixture
-def app_on_postgres(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[TestClient, TurnEngine]]:
+def app_on_postgres(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[OnPostgres]:
     engine = TurnEngine()
     settings = ServerSettings(
         data=tmp_path, database_url=new_database(postgres_server), status_cache_seconds=0, rate_limit=0
     )
     app = create_app(settings, engine=engine)
     with TestClient(app) as client:
-        yield client, engine
+        yield OnPostgres(client, engine, settings)
         for _ in range(16):  # let a job still waiting for its turn end, so the app stops at once
             engine.turns.release()
 
@@ -67,8 +76,8 @@ def _start(client: TestClient, key: str, seed: int, idempotency_key: str | None 
     return str(answer.json()["id"])
 
 
-def test_an_idempotency_key_names_one_job_per_api_key(app_on_postgres: tuple[TestClient, TurnEngine]) -> None:
-    client, engine = app_on_postgres
+def test_an_idempotency_key_names_one_job_per_api_key(app_on_postgres: OnPostgres) -> None:
+    client, engine = app_on_postgres.client, app_on_postgres.engine
     store = client.app.state.img2vid.store  # type: ignore[attr-defined]
     mine, _ = create_key(store, "mine")
     theirs, _ = create_key(store, "theirs")
@@ -79,18 +88,24 @@ def test_an_idempotency_key_names_one_job_per_api_key(app_on_postgres: tuple[Tes
     other_order = _start(client, mine, 11, "order-2")
     assert len({first, other_key, other_order}) == 3
     assert sum(store.counts().values()) == 3
-    # Many submits racing on one key (as a client's retries through two front ends would) make one job.
-    with ThreadPoolExecutor(6) as pool:
-        raced = set(pool.map(lambda _index: _start(client, mine, 13, "order-3"), range(6)))
+
+    # A second front end on the same store (no workers of its own): submits racing on one key through
+    # both, as a client's retries through a load balancer would, make one job.
+    second = create_app(app_on_postgres.settings.model_copy(update={"workers": 0}), engine=TurnEngine())
+    with TestClient(second) as other_front_end:
+        fronts = [client, other_front_end] * 3
+        with ThreadPoolExecutor(len(fronts)) as pool:
+            raced = set(pool.map(lambda front: _start(front, mine, 13, "order-3"), fronts))
+        assert _start(other_front_end, mine, 11, "order-1") == first
     assert len(raced) == 1 and sum(store.counts().values()) == 4
     engine.turns.release()
     assert wait_result(client, mine, first).headers["seed"] == "11"
 
 
 def test_queue_positions_are_0_running_then_1_2_3_in_the_order_jobs_start(
-    app_on_postgres: tuple[TestClient, TurnEngine],
+    app_on_postgres: OnPostgres,
 ) -> None:
-    client, engine = app_on_postgres
+    client, engine = app_on_postgres.client, app_on_postgres.engine
     store = client.app.state.img2vid.store  # type: ignore[attr-defined]
     busy, _ = create_key(store, "busy")
     quiet, _ = create_key(store, "quiet")
