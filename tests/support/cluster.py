@@ -14,9 +14,9 @@ from __future__ import annotations
 import itertools
 import secrets
 import signal
-import threading
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,7 +37,19 @@ from .images import png_bytes
 from .server_harness import free_port, submit, subprocess_env
 from .services import PostgresServer
 
-__all__ = ["Cluster", "Step", "FrontEnd", "WorkerProcess", "wait_for", "STEP_ENGINE", "IMAGE", "assert_video", "start_job", "new_database", "redis_db_url"]
+__all__ = [
+    "Cluster",
+    "Step",
+    "FrontEnd",
+    "WorkerProcess",
+    "wait_for",
+    "STEP_ENGINE",
+    "IMAGE",
+    "assert_video",
+    "start_job",
+    "new_database",
+    "redis_db_url",
+]
 
 STEP_ENGINE = "support.step_engine:from_env"
 #: Redis has 16 numbered databases; each cluster on a shared Redis server takes its own (0 is left alone).
