@@ -103,7 +103,7 @@ def server_refusal(server: Server, image: bytes, **fields: str) -> str:
     return answer.json()["errors"][0]
 
 
-def test_one_click_makes_one_job_whose_video_plays_and_downloads(page: Page, server: Server, landscape: Path, shots: Path) -> None:
+def test_one_click_makes_one_job_whose_video_plays_and_downloads_and_again_is_one_click(page: Page, server: Server, landscape: Path, shots: Path) -> None:
     failed: list[str] = []
     page.on("response", lambda response: failed.append(f"{response.status} {response.url}") if response.status >= 400 else None)
     open_playground(page, server)
@@ -111,6 +111,8 @@ def test_one_click_makes_one_job_whose_video_plays_and_downloads(page: Page, ser
     fill_form(page, server, landscape)
     page.get_by_label("cfg scale").fill("1.75")  # a step of 0.1 once refused this
     page.get_by_label("Motion bucket id").fill("90")
+    page.get_by_text("Engine options").click()
+    page.get_by_label("Frames", exact=True).fill("2")
     page.screenshot(path=shots / "02-ready.png", full_page=True)
     submits = count_submits(page)
     before = server.job_count()
@@ -125,9 +127,9 @@ def test_one_click_makes_one_job_whose_video_plays_and_downloads(page: Page, ser
     assert server.job_count() == before + 1 and len(submits) == 1
     api = server_result(server, job_id)
     seed = api.headers["seed"]
-    expect(result).to_contain_text("cfg_scale")
-    expect(result).to_contain_text("1.75")
-    expect(result).to_contain_text(seed)
+    for shown in ("cfg_scale", "1.75", "frames", seed):
+        expect(result).to_contain_text(shown)
+    expect(page.get_by_role("status")).to_contain_text(f"Done. Seed {seed}.")  # said to a screen reader
     video = result.get_by_label("The generated video")
     assert video.evaluate("v => v.loop")
     expect(video).to_have_js_property("readyState", 4)  # decoded and playing, not just loaded
@@ -137,6 +139,14 @@ def test_one_click_makes_one_job_whose_video_plays_and_downloads(page: Page, ser
     assert Path(download.value.path()).read_bytes() == api.content
     history = page.get_by_role("region", name="Earlier jobs")
     expect(history.get_by_role("link", name=f"Job {job_id[:8]}")).to_be_visible()
+
+    page.get_by_role("button", name="Again with a new seed").click()  # one click: a new seed, a new job
+    expect(page).not_to_have_url(re.compile(job_id))
+    again = job_id_of(page)
+    expect(job_panel(page)).to_contain_text("Done")
+    assert server_result(server, again).headers["seed"] != seed
+    assert server.job_count() == before + 2 and len(submits) == 2
+    expect(history.get_by_role("link", name=f"Job {again[:8]}")).to_be_visible()
     assert failed == [] and page.errors == []  # type: ignore[attr-defined]
 
 
@@ -149,20 +159,6 @@ def test_a_double_click_makes_one_job(page: Page, server: Server, landscape: Pat
     job_id_of(page)
     expect(result_panel(page)).to_be_visible()
     assert server.job_count() == before + 1 and len(submits) == 1
-
-
-def test_again_with_a_new_seed_is_one_click(page: Page, server: Server, landscape: Path) -> None:
-    open_playground(page, server)
-    fill_form(page, server, landscape)
-    page.get_by_role("button", name="Generate").click()
-    first = job_id_of(page)
-    expect(result_panel(page)).to_be_visible()
-    first_seed = server_result(server, first).headers["seed"]
-    page.get_by_role("button", name="Again with a new seed").click()
-    expect(page).not_to_have_url(re.compile(first))
-    second = job_id_of(page)
-    expect(job_panel(page)).to_contain_text("Done")
-    assert server_result(server, second).headers["seed"] != first_seed
 
 
 def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, landscape: Path, shots: Path) -> None:
@@ -292,10 +288,11 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
 
     # Fitted (crop, the default), the same picture is sent at an accepted size; the preview says how.
     page.get_by_label("Fit").select_option(label="Crop to fill")
-    expect(page.get_by_text(re.compile(r"Crop: 800x600 → 1024x576; 25% cut from the top and bottom"))).to_be_visible()
+    preview = page.get_by_role("region", name="Preview")
+    expect(preview.get_by_text(re.compile(r"Crop: 800x600 → 1024x576; 25% cut from the top and bottom"))).to_be_visible()
     page.screenshot(path=shots / "11-crop-preview.png", full_page=True)
     page.get_by_label("Fit").select_option(label="Pad with bars")
-    expect(page.get_by_text(re.compile(r"Pad: 800x600 → 1024x576"))).to_be_visible()
+    expect(preview.get_by_text(re.compile(r"Pad: 800x600 → 1024x576"))).to_be_visible()
     page.screenshot(path=shots / "12-pad-preview.png", full_page=True)
 
     # A 401 from the server replaces the older notice.

@@ -452,12 +452,15 @@ function stopFollowing() {
 
 function finish(state, text) {
   if (!following) return;
-  clearInterval(following.ticker);
-  following.ticker = null;
+  const job = following;
+  clearInterval(job.ticker);
+  job.ticker = null;
+  job.ended ??= Date.now();
+  $("job-elapsed").textContent = formatElapsed(job.ended - job.started);
   $("cancel").hidden = true;
   $("reconnecting").hidden = true;
   setBadge(state, text);
-  updateEntry(following.id, { state, ended: Date.now() });
+  updateEntry(job.id, { state, ended: job.ended });
 }
 
 async function follow(id) {
@@ -465,7 +468,8 @@ async function follow(id) {
   const abort = new AbortController();
   const entry = findEntry(id);
   const started = entry?.at ?? Date.now();
-  const job = { id, abort, started, ticker: null, milestone: -1, queue: undefined };
+  // A job opened again from the list keeps the times it had, rather than counting from now.
+  const job = { id, abort, started, ended: entry?.ended ?? null, ticker: null, milestone: -1, queue: undefined };
   following = job;
   renderHistory();
   $("job").hidden = false;
@@ -480,12 +484,13 @@ async function follow(id) {
   $("cancel").hidden = !info.cancel;
   $("cancel").disabled = false;
   setBadge("running", "Waiting for the server");
-  const tick = () => { $("job-elapsed").textContent = formatElapsed(Date.now() - job.started); };
+  const tick = () => { $("job-elapsed").textContent = formatElapsed((job.ended ?? Date.now()) - job.started); };
   tick();
   job.ticker = setInterval(tick, 1000);
   announce(`Job ${id.slice(0, 8)} started.`);
 
   let failures = 0;
+  let pollMs = 250;
   while (!abort.signal.aborted) {
     let answer;
     try {
@@ -506,8 +511,10 @@ async function follow(id) {
       let body = {};
       try { body = await answer.json(); } catch { /* progress stays as it was */ }
       showProgress(job, body);
-      // Frequent enough for a live bar; Retry-After only ever slows it down past a second.
-      await sleep(Math.min(1000, retryAfterMs(answer, 1000)), abort.signal);
+      // Soon at first (a short job shows at once), then once a second for a live bar; the server's
+      // Retry-After is its guess at the end, so it only ever shortens the wait.
+      await sleep(Math.min(pollMs, retryAfterMs(answer, 1000)), abort.signal);
+      pollMs = Math.min(1000, pollMs * 2);
       continue;
     }
     if (answer.status === 429 || answer.status === 502 || answer.status === 503 || answer.status === 504) {
