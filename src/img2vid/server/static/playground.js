@@ -543,10 +543,18 @@ async function follow(id) {
 async function reconnecting(job, failures, waitMs, status) {
   const line = $("reconnecting");
   const why = status === 429 ? "The server asked to slow down" : "The server cannot be reached";
-  line.textContent = `Reconnecting… ${why}; trying again in ${Math.ceil(waitMs / 1000)} s (attempt ${failures}).`;
+  $("reconnecting-text").textContent =
+    `Reconnecting… ${why}; trying again in ${Math.ceil(waitMs / 1000)} s (attempt ${failures}).`;
   if (line.hidden) announce("Connection lost; reconnecting.");
   line.hidden = false;
-  await sleep(waitMs, job.abort.signal);
+  // "Try now" ends the wait early (the user knows the server is back); a 429's wait is the server's.
+  $("retry-now").hidden = status === 429;
+  await new Promise((done) => {
+    const timer = setTimeout(done, waitMs);
+    job.wake = () => { clearTimeout(timer); done(); };
+    job.abort.signal.addEventListener("abort", job.wake, { once: true });
+  });
+  job.wake = null;
 }
 
 function showProgress(job, body) {
@@ -730,6 +738,7 @@ function wire() {
   $("key").addEventListener("change", saveKey);
   $("remember").addEventListener("change", saveKey);
   $("cancel").addEventListener("click", cancel);
+  $("retry-now").addEventListener("click", () => following?.wake?.());
   $("resume").addEventListener("click", () => { const id = following?.id || jobFromHash(); if (id) { clearNotice(); follow(id); } });
   $("again").addEventListener("click", () => { rollSeed(); $("form").requestSubmit(); });
   $("clear-history").addEventListener("click", () => { localStorage.removeItem(HISTORY_KEY); renderHistory(); });
