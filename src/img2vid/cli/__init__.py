@@ -12,6 +12,7 @@ import typer
 from .generate import generate
 from .keys import keys_app
 from .serve import serve
+from .worker import worker
 
 app = typer.Typer(
     name="img2vid",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.command(name="generate")(generate)
 app.command(name="serve")(serve)
+app.command(name="worker")(worker)
 app.add_typer(keys_app, name="keys")
 
 
