@@ -1,4 +1,4 @@
-"""``img2vid serve`` as a subprocess for the browser tests, with the step engine, that a test can stop and
+"""``img2vid serve`` as a subprocess for the browser tests, with the holding engine, that a test can stop and
 start again on the same port and data folder (a restart mid-job)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 
 class Server:
-    """``img2vid serve`` with the step engine, on a fixed port so that a restart keeps the page's URL."""
+    """``img2vid serve`` with the holding engine, on a fixed port so that a restart keeps the page's URL."""
 
     def __init__(self, data: Path, **env: str) -> None:
         self.data = data
@@ -24,7 +24,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.hold = data / "hold"
         self.env = subprocess_env(
-            IMG2VID_ENGINE_FACTORY="step_engine:from_env",
+            IMG2VID_ENGINE_FACTORY="holding_engine:from_env",
             IMG2VID_STEP_HOLD=str(self.hold),
             **env,
         )
@@ -66,8 +66,8 @@ class Server:
 
     def job_count(self) -> int:
         """Jobs in the store, whatever their state: what "one click is one job" is checked against."""
-        from img2vid.server.settings import ServerSettings
-        from img2vid.server.store import JobStore
+        from img2vid.jobs.settings import ServerSettings
+        from img2vid.jobs.store import JobStore
 
         store = JobStore(ServerSettings(data=self.data).store_url())
         try:

@@ -242,27 +242,39 @@ def test_a_server_restart_mid_job_is_survived(page: Page, server: Server, landsc
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_cancel_stops_the_job(page: Page, server: Server, landscape: Path, shots: Path) -> None:
+def test_cancel_stops_a_queued_job_and_a_running_one(page: Page, server: Server, landscape: Path, shots: Path) -> None:
     server.hold.touch()
     open_playground(page, server)
     fill_form(page, server, landscape)
     cancel = page.get_by_role("button", name="Cancel")
-    info = httpx.get(server.url + "/info").json()
-    if not info["cancel"]:
-        page.get_by_role("button", name="Generate").click()
+    generate = page.get_by_role("button", name="Generate")
+    if not httpx.get(server.url + "/info").json()["cancel"]:
+        generate.click()
         job_id_of(page)
         expect(job_panel(page).get_by_text("50%")).to_be_visible()
         expect(cancel).to_be_hidden()
         pytest.skip("this server has no cancel route (DELETE on a result); the page hides Cancel, as checked")
-    page.get_by_role("button", name="Generate").click()
-    job_id = job_id_of(page)
+    generate.click()
+    running = job_id_of(page)
     expect(job_panel(page).get_by_text("50%")).to_be_visible()
+    generate.click()  # the server runs one job at a time: this one waits
+    expect(page).not_to_have_url(re.compile(running))
+    queued = job_id_of(page)
+    expect(job_panel(page)).to_contain_text("Waiting: position 1")
+    page.screenshot(path=shots / "08-queued.png", full_page=True)
     cancel.click()
     expect(job_panel(page)).to_contain_text("Cancelled")
     expect(cancel).to_be_hidden()
-    page.screenshot(path=shots / "08-cancelled.png", full_page=True)
-    answer = server_result(server, job_id)
-    assert answer.status_code == 410 and answer.json()["name"] == "cancelled"
+
+    page.get_by_role("region", name="Earlier jobs").get_by_role("link", name=f"Job {running[:8]}").click()
+    expect(job_panel(page)).to_contain_text(running)
+    expect(job_panel(page).get_by_text("50%")).to_be_visible()
+    cancel.click()
+    expect(job_panel(page)).to_contain_text("Cancelled")
+    page.screenshot(path=shots / "09-cancelled.png", full_page=True)
+    for job_id in (queued, running):
+        answer = server_result(server, job_id)
+        assert answer.status_code == 410 and answer.json()["name"] == "cancelled"
 
 
 def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, server: Server, landscape: Path, photo: Path, shots: Path) -> None:
@@ -276,7 +288,7 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     page.get_by_role("button", name="Generate").click()
     expect(notice).to_contain_text(server_refusal(server, png_bytes(1024, 576), cfg_scale="11"))
     expect(page.get_by_label("cfg scale")).to_be_focused()
-    page.screenshot(path=shots / "09-refused-field.png", full_page=True)
+    page.screenshot(path=shots / "10-refused-field.png", full_page=True)
     page.get_by_label("cfg scale").fill("1.8")
 
     # A size the server refuses, said before submitting ("as is" sends the picture unfitted).
@@ -284,17 +296,17 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     page.get_by_label("Fit").select_option(label="As is")
     words = server_refusal(server, png_bytes(800, 600))
     expect(page.get_by_role("form", name="Settings").get_by_text(words)).to_be_visible()
-    page.screenshot(path=shots / "10-refused-size.png", full_page=True)
+    page.screenshot(path=shots / "11-refused-size.png", full_page=True)
     assert submits == []
 
     # Fitted (crop, the default), the same picture is sent at an accepted size; the preview says how.
     page.get_by_label("Fit").select_option(label="Crop to fill")
     preview = page.get_by_role("region", name="Preview")
     expect(preview.get_by_text(re.compile(r"Crop: 800x600 → 1024x576; 25% cut from the top and bottom"))).to_be_visible()
-    page.screenshot(path=shots / "11-crop-preview.png", full_page=True)
+    page.screenshot(path=shots / "12-crop-preview.png", full_page=True)
     page.get_by_label("Fit").select_option(label="Pad with bars")
     expect(preview.get_by_text(re.compile(r"Pad: 800x600 → 1024x576"))).to_be_visible()
-    page.screenshot(path=shots / "12-pad-preview.png", full_page=True)
+    page.screenshot(path=shots / "13-pad-preview.png", full_page=True)
 
     # A 401 from the server replaces the older notice.
     page.get_by_label("API key").fill("not-a-key")
@@ -303,7 +315,7 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     expect(notice).to_contain_text("the API key was not recognised or has been revoked")
     expect(notice).not_to_contain_text("cfg_scale")
     expect(page.get_by_text("Submitting…")).to_be_hidden()
-    page.screenshot(path=shots / "13-refused-401.png", full_page=True)
+    page.screenshot(path=shots / "14-refused-401.png", full_page=True)
 
     # A 400 from the server (a PNG the browser shows but the server cannot decode) is shown the same way.
     page.get_by_label("API key").fill(server.key)
@@ -314,7 +326,7 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     expect(notice).to_contain_text("400 invalid_parameters")
     expect(notice).to_contain_text("image is not an image format img2vid can read")
     expect(notice).not_to_contain_text("401")
-    page.screenshot(path=shots / "14-refused-400.png", full_page=True)
+    page.screenshot(path=shots / "15-refused-400.png", full_page=True)
 
 
 def png_with_a_bad_checksum() -> bytes:
@@ -354,13 +366,13 @@ def test_keyboard_only(page: Page, server: Server, landscape: Path, shots: Path)
     tab_to(page.get_by_label("Motion bucket id"))
     keyboard.press("Control+A")
     keyboard.type("200")
-    page.screenshot(path=shots / "15-keyboard-focus.png", full_page=True)
+    page.screenshot(path=shots / "16-keyboard-focus.png", full_page=True)
     keyboard.press("Enter")  # submits the form
     job_id = job_id_of(page)
     expect(result_panel(page)).to_be_visible()
     download = page.get_by_role("link", name="Download")
     tab_to(download, limit=60)
-    page.screenshot(path=shots / "16-keyboard-download.png", full_page=True)
+    page.screenshot(path=shots / "17-keyboard-download.png", full_page=True)
     with page.expect_download() as saved:
         keyboard.press("Enter")
     assert saved.value.suggested_filename == f"img2vid-{seed}-{job_id[:8]}.mp4"
@@ -375,7 +387,7 @@ def test_a_phone_sized_screen_in_the_dark(browser: Any, server: Server, photo: P
         page.get_by_role("button", name="Generate").click()
         job_id_of(page)
         expect(result_panel(page)).to_be_visible()
-        page.screenshot(path=shots / "17-phone-dark.png", full_page=True)
+        page.screenshot(path=shots / "18-phone-dark.png", full_page=True)
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
         background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 17, 21)"  # the dark look, from the system's setting

@@ -16,13 +16,14 @@ from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
+from starlette.routing import Match
 
 from .. import __version__
 from ..fitting import PROTOCOL_SIZES
 from ..request import ENGINE_FIELDS, RANGES, _range_text
 from .deps import StateDep
 from .routes import GENERATIONS
-from .settings import ServerSettings
+from ..jobs.settings import ServerSettings
 from .uploads import GENERATION_DEFAULTS
 
 __all__ = ["router", "ServerInfo", "FieldInfo", "can_cancel", "field_infos"]
@@ -97,12 +98,13 @@ def field_infos(settings: ServerSettings, generation: str = "v2beta") -> dict[st
 
 
 def can_cancel(app: FastAPI) -> bool:
-    """Whether the app routes ``DELETE`` on the v2beta result path (a cancel route)."""
-    path = GENERATIONS["v2beta"] + "/result/{id}"
-    return any(
-        getattr(route, "path", None) == path and "DELETE" in (getattr(route, "methods", None) or ())
-        for route in app.routes
-    )
+    """Whether a ``DELETE`` on a v2beta result path reaches a route (a cancel route).
+
+    Asked the way the app itself routes a request (Starlette's ``matches``, a full match being path and
+    method), so routers included under other routers count too.
+    """
+    scope = {"type": "http", "method": "DELETE", "path": GENERATIONS["v2beta"] + "/result/" + "0" * 64, "root_path": ""}
+    return any(route.matches(dict(scope))[0] is Match.FULL for route in app.router.routes)
 
 
 router = APIRouter(tags=["operations"])

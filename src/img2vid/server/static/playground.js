@@ -408,7 +408,7 @@ function renderHistory() {
     if (following && following.id === entry.id) link.setAttribute("aria-current", "true");
     return el("li", {},
       link,
-      el("span", { className: `badge ${entry.state}`, textContent: entry.state }),
+      el("span", { className: `badge ${entry.state}`, textContent: entry.state === "running" ? "in progress" : entry.state }),
       el("time", { dateTime: when.toISOString(), textContent: when.toLocaleString() }),
       el("span", { className: "muted settings", textContent: settingsText(entry.settings) }));
   }));
@@ -459,6 +459,7 @@ function finish(state, text) {
   $("job-elapsed").textContent = formatElapsed(job.ended - job.started);
   $("cancel").hidden = true;
   $("reconnecting").hidden = true;
+  $("job-queue").parentElement.hidden = true;
   setBadge(state, text);
   updateEntry(job.id, { state, ended: job.ended });
 }

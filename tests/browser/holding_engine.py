@@ -1,4 +1,4 @@
-"""An engine for the browser tests whose jobs take a few short steps and can be held mid-way.
+"""An engine for the browser tests whose jobs take a few short steps and can be held half-way.
 
 Its progress moves in steps (so a page's progress bar has something to show) and, while the file named
 by ``IMG2VID_STEP_HOLD`` exists, a job waits half-way (so a test can reload the page, cancel, or restart
@@ -19,7 +19,7 @@ from img2vid.request import VideoRequest
 from img2vid.video import Video
 
 
-class StepEngine(FakeEngine):
+class HoldingEngine(FakeEngine):
     def __init__(self, *, steps: int = 4, step_seconds: float = 0.1, hold: Path | None = None) -> None:
         super().__init__()
         self.steps = steps
@@ -43,7 +43,7 @@ class StepEngine(FakeEngine):
         return Video(frames=expected_frames(request), fps=7, seed=request.seed)
 
 
-def from_env() -> StepEngine:
+def from_env() -> HoldingEngine:
     """``IMG2VID_STEP_HOLD`` (a file that holds each job half-way while it exists), ``IMG2VID_STEP_SECONDS``."""
     hold = os.environ.get("IMG2VID_STEP_HOLD")
-    return StepEngine(step_seconds=float(os.environ.get("IMG2VID_STEP_SECONDS", "0.1")), hold=Path(hold) if hold else None)
+    return HoldingEngine(step_seconds=float(os.environ.get("IMG2VID_STEP_SECONDS", "0.1")), hold=Path(hold) if hold else None)
