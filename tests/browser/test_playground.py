@@ -162,13 +162,22 @@ def test_a_double_click_makes_one_job(page: Page, server: Server, landscape: Pat
 
 
 def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, landscape: Path, shots: Path) -> None:
+    """The first poll meets a network error, the second a 429; the page backs off, says so, and goes on."""
     polls: list[str] = []
+    server.hold.touch()
 
     def flaky(route: Route) -> None:
         if route.request.method == "GET":
             polls.append(route.request.url)
-            if len(polls) <= 2:
+            if len(polls) == 1:
                 route.abort("connectionrefused")
+                return
+            if len(polls) == 2:
+                route.fulfill(
+                    status=429,
+                    headers={"retry-after": "1", "content-type": "application/json"},
+                    body='{"id": "x", "name": "rate_limited", "errors": ["too many requests"]}',
+                )
                 return
         route.continue_()
 
@@ -177,11 +186,15 @@ def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, lands
     fill_form(page, server, landscape)
     page.get_by_role("button", name="Generate").click()
     notice = page.get_by_text(re.compile("^Reconnecting…"))
-    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("The server cannot be reached")
     page.screenshot(path=shots / "04-reconnecting.png", full_page=True)
-    expect(result_panel(page)).to_be_visible()
+    expect(notice).to_contain_text("The server asked to slow down")
+    expect(page.get_by_role("button", name="Try now")).to_be_hidden()  # a 429's wait is the server's
+    expect(job_panel(page).get_by_text("50%")).to_be_visible()
     expect(notice).to_be_hidden()
-    assert len(polls) >= 3
+    server.hold.unlink()
+    expect(result_panel(page)).to_be_visible()
+    expect(page.get_by_role("alert")).to_be_hidden()
     assert page.errors == []  # type: ignore[attr-defined]
 
 
@@ -290,6 +303,7 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     expect(page.get_by_label("cfg scale")).to_be_focused()
     page.screenshot(path=shots / "10-refused-field.png", full_page=True)
     page.get_by_label("cfg scale").fill("1.8")
+    expect(notice).to_be_hidden()  # what it said no longer holds
 
     # A size the server refuses, said before submitting ("as is" sends the picture unfitted).
     page.get_by_label("Image", exact=True).set_input_files(photo)

@@ -25,6 +25,7 @@ let info = null;          // GET info's answer
 let picked = null;        // {file, bitmap, width, height, type, name}
 let following = null;     // {id, abort: AbortController, entry, started, ticker}
 let submitting = false;
+let picking = Promise.resolve();  // the image being read, awaited by a submit that comes right after
 let videoUrl = null;
 
 // ---------------------------------------------------------------------------------------------------
@@ -40,6 +41,7 @@ function announce(text) {
 function showNotice(title, messages = [], kind = "error") {
   const notice = $("notice");
   notice.className = `notice ${kind}`;
+  notice.dataset.source = "server";
   notice.replaceChildren(el("strong", { textContent: title }));
   if (messages.length === 1) notice.append(el("p", { textContent: messages[0] }));
   else if (messages.length > 1) notice.append(el("ul", {}, ...messages.map((m) => el("li", { textContent: m }))));
@@ -47,6 +49,7 @@ function showNotice(title, messages = [], kind = "error") {
 }
 
 function clearNotice() {
+  delete $("notice").dataset.source;
   $("notice").hidden = true;
   $("notice").replaceChildren();
 }
@@ -277,6 +280,7 @@ function drawPreview() {
   error.hidden = !(p && p.error);
   error.textContent = p?.error || "";
   $("image").setAttribute("aria-invalid", p?.error ? "true" : "false");
+  canvas.parentElement.classList.toggle("refused", !!p?.error);
   note.textContent = p ? (p.error ? "" : p.note) : "";
   if (!picked) return;
   const { bitmap, width: w, height: h } = picked;
@@ -614,6 +618,20 @@ async function showResult(job, answer) {
 async function submit(event) {
   event.preventDefault();
   if (submitting || !info) return;
+  // Disabled at once, before anything is awaited: a second click (or Enter) finds it disabled.
+  submitting = true;
+  $("generate").disabled = true;
+  try {
+    await picking;  // an image picked a moment ago may still be being read
+    await checkAndSend();
+  } finally {
+    submitting = false;
+    $("generate").disabled = false;
+    setFormStatus("");
+  }
+}
+
+async function checkAndSend() {
   clearNotice();
   const problems = [];
   const values = {};
@@ -634,51 +652,44 @@ async function submit(event) {
   }
   if (problems.length) {
     showNotice("Not sent: fix this first", problems);
+    $("notice").dataset.source = "page";  // stale as soon as the form changes: cleared then
     if (firstBad?.closest("details")) firstBad.closest("details").open = true;
-    (firstBad === $("image") ? $("image") : firstBad)?.focus();
+    firstBad?.focus();
     return;
   }
 
-  submitting = true;
-  $("generate").disabled = true;
   setFormStatus("Submitting…");
   announce("Submitting.");
   saveKey();
+  const form = new FormData();
+  const blob = await imageBlob(p);
+  form.append("image", blob, p.send === "original" ? picked.name : "image.png");
+  for (const [name, value] of Object.entries(values)) form.append(name, value);
+  let answer;
   try {
-    const form = new FormData();
-    const blob = await imageBlob(p);
-    form.append("image", blob, p.send === "original" ? picked.name : "image.png");
-    for (const [name, value] of Object.entries(values)) form.append(name, value);
-    let answer;
-    try {
-      answer = await fetch(API, { method: "POST", headers: authHeaders(), body: form });
-    } catch {
-      // Never sent again on its own: the job may exist (the protocol's rule on paid jobs).
-      showNotice("The server could not be reached", ["Nothing was started. Check the server and press Generate again."]);
-      announce("The server could not be reached.");
-      return;
-    }
-    if (!answer.ok) {
-      const problem = await problemOf(answer);
-      showNotice(problem.title, problem.messages);
-      announce(`Refused: ${problem.messages[0] || problem.title}`);
-      return;
-    }
-    const { id } = await answer.json();
-    const settings = { ...values, size: sizeName(p.target), fit: p.send === "original" ? "as is" : p.mode };
-    const list = readHistory().filter((e) => e.id !== id);
-    list.unshift({ id, at: Date.now(), state: "running", image: picked.name, settings });
-    writeHistory(list);
-    history.pushState(null, "", `#job=${id}`);
-    follow(id);
-    // On a phone the job sits below the form: bring it into view (focus stays where it was).
-    const box = $("job").getBoundingClientRect();
-    if (box.top > window.innerHeight || box.bottom < 0) $("job").scrollIntoView({ behavior: "smooth", block: "start" });
-  } finally {
-    submitting = false;
-    $("generate").disabled = false;
-    setFormStatus("");
+    answer = await fetch(API, { method: "POST", headers: authHeaders(), body: form });
+  } catch {
+    // Never sent again on its own: the job may exist (the protocol's rule on paid jobs).
+    showNotice("The server could not be reached", ["Nothing was started. Check the server and press Generate again."]);
+    announce("The server could not be reached.");
+    return;
   }
+  if (!answer.ok) {
+    const problem = await problemOf(answer);
+    showNotice(problem.title, problem.messages);
+    announce(`Refused: ${problem.messages[0] || problem.title}`);
+    return;
+  }
+  const { id } = await answer.json();
+  const settings = { ...values, size: sizeName(p.target), fit: p.send === "original" ? "as is" : p.mode };
+  const list = readHistory().filter((e) => e.id !== id);
+  list.unshift({ id, at: Date.now(), state: "running", image: picked.name, settings });
+  writeHistory(list);
+  history.pushState(null, "", `#job=${id}`);
+  follow(id);
+  // On a phone the job sits below the form: bring it into view (focus stays where it was).
+  const box = $("job").getBoundingClientRect();
+  if (box.top > window.innerHeight || box.bottom < 0) $("job").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 async function cancel() {
@@ -733,7 +744,10 @@ async function loadInfo() {
 
 function wire() {
   $("form").addEventListener("submit", submit);
-  $("image").addEventListener("change", () => pickFile($("image").files[0]));
+  const staleNotice = () => { if ($("notice").dataset.source === "page") clearNotice(); };
+  $("form").addEventListener("input", staleNotice);
+  $("form").addEventListener("change", staleNotice);
+  $("image").addEventListener("change", () => { picking = pickFile($("image").files[0]); });
   $("size").addEventListener("change", drawPreview);
   $("fit").addEventListener("change", drawPreview);
   $("key").addEventListener("change", saveKey);
@@ -752,7 +766,7 @@ function wire() {
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     const file = e.dataTransfer?.files?.[0];
-    if (file) pickFile(file);
+    if (file) picking = pickFile(file);
   });
 }
 
