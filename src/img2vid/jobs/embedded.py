@@ -3,7 +3,7 @@
 A dispatcher gets committed jobs run somewhere. Only ids travel: a worker claims a job in the store, re-reads
 its inputs there, and writes the outcome back through :class:`~img2vid.jobs.runner.JobRunner`, so a job
 re-run after a crash makes the same video. The embedded dispatcher owns its store alone (one machine), so at
-start it re-queues whatever a crash left running; the scaled-out one (:mod:`img2vid.jobs.celery_dispatch`)
+start it re-queues whatever a crash left running in its SQLite file; the scaled-out one (:mod:`img2vid.jobs.celery_dispatch`)
 never does that. This module must never run an engine on the event loop, and never lose a claimed job on
 shutdown.
 """
@@ -107,6 +107,19 @@ class EmbeddedDispatcher:
         return {}
 
     def start(self) -> None:
+        if self.store.is_sqlite:
+            self._requeue_what_a_crash_left()
+        self._engines = warm_engines(self.engine_factory, self.workers)
+        for index, engine in enumerate(self._engines):
+            thread = threading.Thread(target=self._work, args=(engine,), name=f"img2vid-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.reconciler.start()
+
+    def _requeue_what_a_crash_left(self) -> None:
+        """A SQLite store belongs to this one server, so every running job in it was this server's before a
+        crash: re-queue them now rather than after their leases run out. A shared store (PostgreSQL) is
+        left to the reconciler, which touches only expired leases: other processes may hold the rest."""
         try:
             requeued = self.store.requeue_running(ttl=self.options.result_ttl)
         except Exception:  # noqa: BLE001 - the store may be down at start; the reconciler catches up
@@ -114,12 +127,6 @@ class EmbeddedDispatcher:
             requeued = 0
         if requeued:
             log.warning("re-queued %d job(s) left running by an earlier server", requeued)
-        self._engines = warm_engines(self.engine_factory, self.workers)
-        for index, engine in enumerate(self._engines):
-            thread = threading.Thread(target=self._work, args=(engine,), name=f"img2vid-worker-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        self.reconciler.start()
 
     def notify(self, job_id: str) -> None:
         self._wake.set()
