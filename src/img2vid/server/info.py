@@ -20,10 +20,10 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..fitting import PROTOCOL_SIZES
-from ..request import ENGINE_FIELDS, RANGES, _range_text
+from ..jobs.settings import ServerSettings
+from ..request import ENGINE_FIELDS, RANGES, _range_text  # _range_text: the words check_field refuses with
 from .deps import StateDep
 from .routes import GENERATIONS
-from ..jobs.settings import ServerSettings
 from .uploads import GENERATION_DEFAULTS
 
 __all__ = ["router", "ServerInfo", "FieldInfo", "can_cancel", "field_infos"]
