@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
 from PIL import Image
 from support.comfy_stub import comfy_stub, install  # noqa: F401 - the fixture
 from support.fake_protocol import JOB_ID, accepted, error, submitted, tiny_mp4, video_raw
