@@ -71,6 +71,8 @@ class ComfyStub:
     on_update: Any = None
     #: The id ComfyUI's execution context reports for the running node (nodes without a hidden id use it).
     executing_node: str | None = "5"
+    #: The device ComfyUI runs its models on (``get_torch_device``).
+    torch_device: str = "cpu"
     #: The pretend device's size, and what holds memory on it outside ComfyUI's models (by device name).
     vram: int = 24 * GiB
     outside: dict[str, int] = field(default_factory=dict)
@@ -136,7 +138,7 @@ def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
     mm.processing_interrupted = processing_interrupted
     mm.interrupt_current_processing = interrupt_current_processing
     mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
-    mm.get_torch_device = lambda: "cpu"
+    mm.get_torch_device = lambda: stub.torch_device
 
     class LoadedModel:
         """ComfyUI's record of one model on a device."""
