@@ -143,3 +143,24 @@ def test_an_interrupted_run_releases_the_engine(comfy_stub, tiny_engine):
         Img2VidImageToVideo().generate(_image(), **{**FAST, "steps": 20})
     assert steps[:1] == [True]  # it was loaded and running when Cancel came
     assert not tiny_engine.loaded
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_released_memory_is_free_again(comfy_stub, tiny_engine):
+    import torch
+
+    from img2vid.comfy.nodes import Img2VidImageToVideo
+    from img2vid.engines.local import LocalEngine
+
+    comfy_stub.torch_device = "cuda:0"  # ComfyUI's device: the node runs the engine there
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    Img2VidImageToVideo().generate(_image(), **FAST)
+    engine = LocalEngine.shared("tiny", device="cuda:0")
+    assert engine.loaded and torch.cuda.memory_allocated() > before
+    assert [e[0] for e in comfy_stub.events if e[0] == "free_memory" and e[2] == "cuda:0"]  # room asked on the GPU
+
+    comfy_stub.model_management.unload_all_models()
+
+    torch.cuda.synchronize()
+    assert not engine.loaded and torch.cuda.memory_allocated() <= before + 1024**2
