@@ -50,7 +50,11 @@ def made(monkeypatch):
 
 
 def _prompt(node_type: str, seed, **inputs) -> dict:
-    widgets = {"api_key": "", "cfg": 2.5, "mbi": 40} if node_type == "SaltAIStableVideoDiffusion" else {"engine": "auto", "server": "", "model": nodes.HUB_DEFAULT}
+    widgets = (
+        {"api_key": "", "cfg": 2.5, "mbi": 40}
+        if node_type == "SaltAIStableVideoDiffusion"
+        else {"engine": "auto", "server": "", "model": nodes.HUB_DEFAULT}
+    )
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}},
         "2": {"class_type": node_type, "inputs": {"image": ["1", 0], "seed": seed, **widgets, **inputs}},
@@ -59,7 +63,10 @@ def _prompt(node_type: str, seed, **inputs) -> dict:
 
 def _mappings(v3: bool, monkeypatch) -> dict:
     if not v3:
-        return {"LoadImage": LoadImage, **{c.__name__: c for c in (nodes.Img2VidImageToVideo, legacy.SaltAIStableVideoDiffusion)}}
+        return {
+            "LoadImage": LoadImage,
+            **{c.__name__: c for c in (nodes.Img2VidImageToVideo, legacy.SaltAIStableVideoDiffusion)},
+        }
     stub = install(with_v3=True)
     for name, module in stub.modules.items():
         monkeypatch.setitem(sys.modules, name, module)

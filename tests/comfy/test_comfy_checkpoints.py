@@ -27,7 +27,9 @@ def checkpoints(comfy_stub, tmp_path):
 @pytest.fixture
 def chosen(monkeypatch):
     calls = []
-    monkeypatch.setattr(nodes, "choose_engine", lambda engine=None, model=None, **options: calls.append((engine, model)))
+    monkeypatch.setattr(
+        nodes, "choose_engine", lambda engine=None, model=None, **options: calls.append((engine, model))
+    )
     return calls
 
 
@@ -65,10 +67,20 @@ def test_the_hub_default_leaves_auto_to_the_configuration(checkpoints, chosen, m
 
 def test_a_model_not_in_the_list_is_checked_by_the_node_with_a_clear_message(checkpoints, tmp_path):
     validate = nodes.Img2VidImageToVideo.VALIDATE_INPUTS
-    for good in (SVD, nodes.HUB_DEFAULT, "", "stabilityai/stable-video-diffusion-img2vid", str(checkpoints / SDXL), "tiny"):
+    for good in (
+        SVD,
+        nodes.HUB_DEFAULT,
+        "",
+        "stabilityai/stable-video-diffusion-img2vid",
+        str(checkpoints / SDXL),
+        "tiny",
+    ):
         assert validate(model=good) is True, good
     message = validate(model="svd_xt_missing.safetensors")
-    assert message.startswith("model must be a checkpoint from ComfyUI's checkpoints folder") and "'svd_xt_missing.safetensors'" in message
+    assert (
+        message.startswith("model must be a checkpoint from ComfyUI's checkpoints folder")
+        and "'svd_xt_missing.safetensors'" in message
+    )
 
 
 def test_the_hub_default_is_the_local_engines_default():

@@ -75,7 +75,10 @@ def test_the_nodes_load_whatever_the_folder_is_called(tmp_path, folder, algorith
 
     assert found["ok"], log
     assert found["nodes"] == NODES
-    assert found["names"] == {"Img2VidImageToVideo": "Image to Video (img2vid)", "SaltAIStableVideoDiffusion": "Stable Video Diffusion"}
+    assert found["names"] == {
+        "Img2VidImageToVideo": "Image to Video (img2vid)",
+        "SaltAIStableVideoDiffusion": "Stable Video Diffusion",
+    }
     assert found["v3"] == [v3]  # the V3 classes where ComfyUI has the V3 API, V1 elsewhere
     # The package that runs is the pack's own, even when the pack's folder shares its name.
     assert found["package"] == str(pack / "src" / "img2vid" / "__init__.py")

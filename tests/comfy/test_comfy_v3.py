@@ -45,10 +45,14 @@ def test_v3_nodes_declare_what_the_v1_nodes_declare(io, node_id):
     assert issubclass(v3, io.ComfyNode) and schema.node_id == node_id
     assert schema.category == v1.CATEGORY and schema.description == v1.DESCRIPTION
     assert v3.INPUT_TYPES() == _as_v1(v1.INPUT_TYPES())
-    assert list(v3.INPUT_TYPES()["required"]) == list(v1.INPUT_TYPES()["required"])  # widget order: saved values line up
+    assert list(v3.INPUT_TYPES()["required"]) == list(
+        v1.INPUT_TYPES()["required"]
+    )  # widget order: saved values line up
     assert tuple(o.io_type for o in schema.outputs) == v1.RETURN_TYPES
     assert tuple(o.display_name for o in schema.outputs) == v1.RETURN_NAMES
-    assert tuple(o.is_output_list for o in schema.outputs) == getattr(v1, "OUTPUT_IS_LIST", (False,) * len(v1.RETURN_TYPES))
+    assert tuple(o.is_output_list for o in schema.outputs) == getattr(
+        v1, "OUTPUT_IS_LIST", (False,) * len(v1.RETURN_TYPES)
+    )
 
 
 def test_v3_runs_the_v1_function_with_the_hidden_node_id(io, monkeypatch):
@@ -72,7 +76,9 @@ def test_v3_checks_the_model_as_v1_does(io):
     # ComfyUI reads which inputs the node checks itself from the function's arguments.
     assert "model" in inspect.getfullargspec(v3.validate_inputs).args
     assert v3.validate_inputs(model=nodes_module.HUB_DEFAULT) is True
-    assert v3.validate_inputs(model="nowhere.safetensors") == nodes_module.Img2VidImageToVideo.VALIDATE_INPUTS(model="nowhere.safetensors")
+    assert v3.validate_inputs(model="nowhere.safetensors") == nodes_module.Img2VidImageToVideo.VALIDATE_INPUTS(
+        model="nowhere.safetensors"
+    )
 
 
 def test_the_pack_exports_v3_or_v1_never_both(io, monkeypatch):

@@ -343,8 +343,7 @@ class ComfyExtension(ABC):
         pass
 
     @abstractmethod
-    async def get_node_list(self) -> list[type]:
-        ...
+    async def get_node_list(self) -> list[type]: ...
 
 
 def _prune(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -364,14 +363,29 @@ def _v3_io() -> types.ModuleType:
         io_type = ""
         _keys: tuple[str, ...] = ()
 
-        def __init__(self, id: str, display_name: str | None = None, optional: bool = False, tooltip: str | None = None, **options: Any) -> None:
+        def __init__(
+            self,
+            id: str,
+            display_name: str | None = None,
+            optional: bool = False,
+            tooltip: str | None = None,
+            **options: Any,
+        ) -> None:
             unknown = set(options) - set(self._keys)
             if unknown:  # ComfyUI's constructors take fixed keywords
                 raise TypeError(f"{type(self).__name__} got unexpected keyword(s) {sorted(unknown)}")
-            self.id, self.display_name, self.optional, self.tooltip, self.options = id, display_name, optional, tooltip, options
+            self.id, self.display_name, self.optional, self.tooltip, self.options = (
+                id,
+                display_name,
+                optional,
+                tooltip,
+                options,
+            )
 
         def as_dict(self) -> dict[str, Any]:
-            return _prune({"display_name": self.display_name, "optional": self.optional, "tooltip": self.tooltip}) | _prune(self.options)
+            return _prune(
+                {"display_name": self.display_name, "optional": self.optional, "tooltip": self.tooltip}
+            ) | _prune(self.options)
 
         def get_io_type(self) -> str:
             return self.io_type
@@ -379,8 +393,19 @@ def _v3_io() -> types.ModuleType:
     class Output:
         io_type = ""
 
-        def __init__(self, id: str | None = None, display_name: str | None = None, tooltip: str | None = None, is_output_list: bool = False) -> None:
-            self.id, self.display_name, self.tooltip, self.is_output_list = id, display_name or id, tooltip, is_output_list
+        def __init__(
+            self,
+            id: str | None = None,
+            display_name: str | None = None,
+            tooltip: str | None = None,
+            is_output_list: bool = False,
+        ) -> None:
+            self.id, self.display_name, self.tooltip, self.is_output_list = (
+                id,
+                display_name or id,
+                tooltip,
+                is_output_list,
+            )
 
     def comfytype(io_type: str, keys: tuple[str, ...]) -> type:
         kind = type(io_type.title(), (), {"io_type": io_type})
@@ -531,7 +556,9 @@ def load_custom_node(module_path: str, algorithm: str = "current") -> tuple[bool
                 if schema.display_name is not None:
                     names[schema.node_id] = schema.display_name
             return True, mappings, names
-        log.warning(f"Skip {module_path} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or comfy_entrypoint (need one).")
+        log.warning(
+            f"Skip {module_path} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or comfy_entrypoint (need one)."
+        )
         return False, mappings, names
     except Exception as e:  # noqa: BLE001 - as ComfyUI: log and go on with the next pack
         log.warning(traceback.format_exc())
@@ -614,7 +641,9 @@ class PromptRunner:
             signature: list[Any] = [node["class_type"], self._is_changed(current, node)]
             for name in sorted(node["inputs"]):
                 value = node["inputs"][name]
-                signature.append((name, ("ANCESTOR", ancestors.index(value[0]), value[1]) if _is_link(value) else value))
+                signature.append(
+                    (name, ("ANCESTOR", ancestors.index(value[0]), value[1]) if _is_link(value) else value)
+                )
             return signature
 
         return _to_hashable([immediate(node_id)] + [immediate(a) for a in ancestors])

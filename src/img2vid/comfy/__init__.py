@@ -72,8 +72,8 @@ def v3_api() -> tuple[Any, type] | None:
 def v3_nodes(io: Any) -> list[type]:
     """Both nodes as V3 classes (same node ids, inputs and outputs as the V1 ones)."""
     return [
-        v3_node(io, SaltAIStableVideoDiffusion, lambda: legacy.SPEC),
-        v3_node(io, Img2VidImageToVideo, lambda: nodes.SPEC),
+        v3_node(io, legacy.SaltAIStableVideoDiffusion, lambda: legacy.SPEC),
+        v3_node(io, nodes.Img2VidImageToVideo, lambda: nodes.SPEC),
     ]
 
 

@@ -112,7 +112,9 @@ def watch_comfyui() -> None:
 
 def _release_if_short(mm: Any, memory_required: Any, device: Any) -> None:
     """After ComfyUI unloaded what it could: release img2vid's engines if the device still lacks room."""
-    if not any(getattr(e, "loaded", False) and _same_device(device, getattr(e, "device", None)) for e in list(_engines)):
+    if not any(
+        getattr(e, "loaded", False) and _same_device(device, getattr(e, "device", None)) for e in list(_engines)
+    ):
         return
     get_free = getattr(mm, "get_free_memory", None)
     if device is not None and callable(get_free) and get_free(device) >= memory_required:

@@ -201,6 +201,13 @@ def _is_model_name(model: str) -> bool:
     return model in checkpoint_choices() or Path(model).expanduser().exists()
 
 
+#: The ``video`` output, where this ComfyUI offers the VIDEO type.
+_VIDEO_OUTPUT = (
+    (Out("video", "VIDEO", "Each video, with its frame rate, for ComfyUI's video nodes.", is_list=True),)
+    if _VIDEO_API
+    else ()
+)
+
 SPEC = NodeSpec(
     node_id="Img2VidImageToVideo",
     display_name="Image to Video (img2vid)",
@@ -307,13 +314,13 @@ SPEC = NodeSpec(
         ),
         _optional_int("decode_chunk_size", "frames decoded at once (less memory)"),
     ),
+    # ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
     outputs=(
         Out("frames", "IMAGE", "Every video's frames, one after another, in the order of the input images."),
         Out("fps", "FLOAT", "The frame rate, read from the video."),
-        #: ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
         Out("frame_counts", "INT", "How many frames each video has, in order.", is_list=True),
     )
-    + ((Out("video", "VIDEO", "Each video, with its frame rate, for ComfyUI's video nodes.", is_list=True),) if _VIDEO_API else ()),
+    + _VIDEO_OUTPUT,
     wants_unique_id=True,
 )
 
