@@ -5,7 +5,8 @@ original node's, field by field, so a saved workflow loads and runs unchanged; `
 config file's ``base_url``) sends it to an img2vid server instead of the hosted service, which is gone.
 Where the original was broken it now does what a user expects: a clear error for a batch and for a cfg the
 service refuses, seeds folded into the service's range instead of all clamped to one value, any image size
-fitted, progress and Cancel, and errors on one line.
+fitted, progress and Cancel, errors on one line, and seed 0 (random) runs again on every queue instead of
+handing back ComfyUI's cached video.
 
 This module must never change that contract, never poll, retry or fit (the engine does), and never let
 the ``api_key`` widget's value reach a message or a log line.

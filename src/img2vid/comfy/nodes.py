@@ -2,7 +2,9 @@
 
 The node validates its inputs, builds one ``VideoRequest`` per image of the batch, asks
 :func:`~img2vid.engines.select.choose_engine` for the engine and converts each ``Video`` to ComfyUI's
-types. Progress, Cancel and error messages go through :mod:`img2vid.comfy.runtime`.
+types. Progress, Cancel and error messages go through :mod:`img2vid.comfy.runtime`; the local engine's
+memory is made known to ComfyUI through :mod:`img2vid.comfy.memory`. Its inputs are declared once
+(``SPEC``) for ComfyUI's V1 and V3 APIs; ``model`` lists ComfyUI's checkpoints as its own loaders do.
 
 It has no key widget, on purpose: widget values are saved into every workflow file and every PNG that
 ComfyUI writes, so a key typed there would travel with each shared image. Keys come from the environment
@@ -24,8 +26,8 @@ from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
-from .caching import seed_fingerprint
 from . import memory
+from .caching import seed_fingerprint
 from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
 from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
 
