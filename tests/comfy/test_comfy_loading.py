@@ -24,6 +24,7 @@ SCRIPT = """
 import json, logging, sys
 sys.path.insert(0, {tests!r})
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
+sys.path[1:1] = {extra_path!r}
 from support.comfy_stub import install, load_custom_node
 stub = install(with_v3={v3!r})
 sys.modules.update(stub.modules)
@@ -50,8 +51,12 @@ def _pack(tmp_path: Path, folder: str) -> Path:
     return pack
 
 
-def _load(pack: Path, algorithm: str, *, v3: bool = False, blocked: tuple[str, ...] = ()) -> tuple[dict, str]:
-    code = SCRIPT.format(tests=str(TESTS), v3=v3, blocked=list(blocked), path=str(pack), algorithm=algorithm)
+def _load(
+    pack: Path, algorithm: str, *, v3: bool = False, blocked: tuple[str, ...] = (), extra_path: tuple[str, ...] = ()
+) -> tuple[dict, str]:
+    code = SCRIPT.format(
+        tests=str(TESTS), v3=v3, blocked=list(blocked), path=str(pack), algorithm=algorithm, extra_path=list(extra_path)
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=pack.parents[1], env=env, capture_output=True, text=True, timeout=120
@@ -83,6 +88,16 @@ def test_the_nodes_load_whatever_the_folder_is_called(tmp_path, folder, algorith
     # The package that runs is the pack's own, even when the pack's folder shares its name.
     assert found["package"] == str(pack / "src" / "img2vid" / "__init__.py")
     assert "WARNING" not in log
+
+
+def test_a_folder_called_img2vid_on_the_import_path_does_not_shadow_the_package(tmp_path):
+    # Some launchers put custom_nodes itself on sys.path, where the folder img2vid looks like the package.
+    pack = _pack(tmp_path, "img2vid")
+
+    found, log = _load(pack, "folder-name", extra_path=(str(pack.parent),))
+
+    assert found["ok"] and found["nodes"] == NODES, log
+    assert found["package"] == str(pack / "src" / "img2vid" / "__init__.py")
 
 
 @pytest.mark.parametrize("algorithm", ["folder-name", "current"])
