@@ -153,8 +153,3 @@ class VideoRequest:
         )
         width, height = self.size
         return f"VideoRequest(image={width}x{height}, {shown})"
-
-    @classmethod
-    def from_image(cls, image: ImageInput, **options: Any) -> VideoRequest:
-        """The same as the constructor; reads better at call sites that pass a path or bytes."""
-        return cls(image=image, **options)

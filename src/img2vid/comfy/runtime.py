@@ -23,6 +23,7 @@ from typing import Any
 from .. import errors
 from ..config import ENV_API_KEY, ENV_STABILITY_API_KEY, load_config
 from ..engines.base import Engine
+from ..redact import redact
 from ..request import VideoRequest
 from ..video import Video
 
@@ -33,6 +34,7 @@ __all__ = [
     "node_message",
     "node_errors",
     "interrupt_exception",
+    "is_interrupt",
     "known_secrets",
     "PROGRESS_STEPS",
 ]
@@ -44,8 +46,6 @@ PROGRESS_STEPS = 100
 
 #: How often, at most, the elapsed-time text is refreshed while the engine gives no fraction.
 TEXT_INTERVAL = 1.0
-
-_REDACTED = "********"
 
 
 class NodeError(RuntimeError):
@@ -77,9 +77,7 @@ def known_secrets(*explicit: str | None) -> list[str]:
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
+    return redact(text, secrets)  # the core's one redaction, with every key this process could send
 
 
 def node_message(error: BaseException, secrets: Sequence[str] = ()) -> str:
@@ -129,7 +127,8 @@ def interrupt_exception() -> BaseException:
     return NodeError("img2vid: cancelled", kind="CancelledError")
 
 
-def _is_interrupt(exc: BaseException) -> bool:
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is ComfyUI's interrupt (the user pressed Cancel)."""
     cls = getattr(_model_management(), "InterruptProcessingException", None)
     return isinstance(cls, type) and isinstance(exc, cls)
 
@@ -246,7 +245,7 @@ class NodeRun:
         except Exception as exc:  # noqa: BLE001
             # ComfyUI's progress hook raises its interrupt exception once Cancel is pressed; the engine
             # must see that as a cancel (and stop cleanly), not as a failure inside its own loop.
-            if _is_interrupt(exc):
+            if is_interrupt(exc):
                 self._stopped = True
             else:
                 log.debug("img2vid: progress bar update failed", exc_info=True)
@@ -267,7 +266,7 @@ class NodeRun:
         try:
             video = engine.generate(request, progress=self.progress, cancel=self.cancel)
         except (Exception, KeyboardInterrupt) as exc:  # every failure leaves as ComfyUI expects it
-            if _is_interrupt(exc):
+            if is_interrupt(exc):
                 raise
             if self._stopped or _interrupted() or isinstance(exc, (errors.CancelledError, KeyboardInterrupt)):
                 raise interrupt_exception() from None
