@@ -24,7 +24,7 @@ from ..engines.base import Engine, close_engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, MAX_SEED, RANGES, VideoRequest
+from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
 from . import memory
 from .caching import seed_fingerprint
@@ -45,9 +45,6 @@ ENGINE_CHOICES = ["auto", "remote", "local"]
 #: crop first: it is the default everywhere in img2vid.
 FIT_CHOICES = [FitMode.CROP.value, FitMode.PAD.value, FitMode.STRETCH.value, FitMode.STRICT.value]
 
-#: Stable Video Diffusion's own defaults for the two float options a widget cannot leave unset.
-DEFAULT_NOISE_AUG_STRENGTH = 0.02
-DEFAULT_MIN_GUIDANCE_SCALE = 1.0
 
 
 def _find_video_api() -> tuple[Any, Any] | None:
@@ -293,7 +290,7 @@ SPEC = NodeSpec(
             "noise_aug_strength",
             "FLOAT",
             {
-                "default": DEFAULT_NOISE_AUG_STRENGTH,
+                "default": ENGINE_DEFAULTS["noise_aug_strength"],  # a float widget cannot be left unset
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
@@ -305,7 +302,7 @@ SPEC = NodeSpec(
             "min_guidance_scale",
             "FLOAT",
             {
-                "default": DEFAULT_MIN_GUIDANCE_SCALE,
+                "default": ENGINE_DEFAULTS["min_guidance_scale"],
                 "min": 0.0,
                 "max": float(RANGES["min_guidance_scale"][2]),
                 "step": 0.1,
@@ -371,8 +368,8 @@ class Img2VidImageToVideo:
         frames: int = 0,
         steps: int = 0,
         fps: int = 0,
-        noise_aug_strength: float = DEFAULT_NOISE_AUG_STRENGTH,
-        min_guidance_scale: float = DEFAULT_MIN_GUIDANCE_SCALE,
+        noise_aug_strength: float = ENGINE_DEFAULTS["noise_aug_strength"],
+        min_guidance_scale: float = ENGINE_DEFAULTS["min_guidance_scale"],
         decode_chunk_size: int = 0,
         unique_id: str | None = None,
     ) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from starlette.routing import Match
 from .. import __version__
 from ..fitting import PROTOCOL_SIZES
 from ..jobs.settings import ServerSettings
-from ..request import ENGINE_FIELDS, RANGES, _range_text  # _range_text: the words check_field refuses with
+from ..request import ENGINE_FIELDS, RANGES, range_text
 from .deps import StateDep
 from .routes import GENERATIONS
 from .uploads import GENERATION_DEFAULTS
@@ -91,7 +91,7 @@ def field_infos(settings: ServerSettings, generation: str = "v2beta") -> dict[st
             min=low,
             max=high,
             default=defaults.get(name),
-            allowed=_range_text(kind, low, high),
+            allowed=range_text(kind, low, high),
             engine=name in ENGINE_FIELDS,
         )
     return infos
