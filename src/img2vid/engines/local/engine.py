@@ -8,8 +8,10 @@ a server's worker threads may share it. It must never print: progress goes throu
 
 from __future__ import annotations
 
+import gc
 import secrets
 import threading
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -71,6 +73,9 @@ class LocalEngine:
         self._offload = False
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        #: Called with the device and the weights' size in bytes just before they move there, so a host
+        #: that keeps its own models on the device (ComfyUI) can make room first.
+        self.make_room: Callable[[torch.device, int], None] | None = None
 
     def __repr__(self) -> str:
         state = "loaded" if self._parts is not None else "not loaded"
@@ -111,6 +116,8 @@ class LocalEngine:
     def _place(self, parts: Components) -> None:
         """Decide on offload from the weights' size and the free memory, then cast and move the parts."""
         weight_bytes = _weight_bytes(parts, self.dtype)
+        if self.make_room is not None:
+            self.make_room(self.device, weight_bytes)
         self._offload = choose_offload(self.device, weight_bytes, free_memory(self.device), self._offload_request)
         try:
             self._parts = place_components(parts, self.device, self.dtype, offload=self._offload)
@@ -123,6 +130,24 @@ class LocalEngine:
                 f"({weight_bytes / 1024**3:.1f} GiB in {str(self.dtype).removeprefix('torch.')}): try offload "
                 "(offload=True), a half-precision dtype, or another device"
             ) from error
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model's weights are loaded (and hold memory on the device)."""
+        return self._parts is not None
+
+    def release(self) -> bool:
+        """Drop the loaded model and give its memory back; the next run loads it again.
+
+        Waits for a run in progress to end. True if there was a model to drop.
+        """
+        with self._load_lock, self._run_lock:
+            if self._parts is None:
+                return False
+            self._parts = None
+        gc.collect()  # the modules hold reference cycles (hooks, configs): collect them before emptying the cache
+        self._free_cache()
+        return True
 
     def _free_cache(self) -> None:
         if self.device.type == "cuda":
