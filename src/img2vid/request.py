@@ -64,6 +64,11 @@ def _range_text(kind: type, low: float, high: float) -> str:
     return f"{word} from {lo} to {hi}"
 
 
+def range_text(name: str) -> str:
+    """What a field allows, in the words every error uses ("an integer from 1 to 255")."""
+    return _range_text(*RANGES[name])
+
+
 def check_field(name: str, value: Any) -> int | float:
     """``value`` as the field's type, or an error naming the field, the value and the range."""
     kind, low, high = RANGES[name]

@@ -121,7 +121,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
     async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
         settings = state.settings
         image, fields = await read_submit(request, limit=settings.max_upload_bytes)
-        seed, params = check_fields(fields, generation)
+        seed, params = check_fields(fields, generation, settings.cost_caps())
         await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
         job_id = await run_in_threadpool(
             state.store.add_job, owner=owner, image=image, seed=seed, params=params, route=generation
