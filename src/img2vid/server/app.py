@@ -28,7 +28,7 @@ from .dispatch import Dispatcher, EmbeddedDispatcher, EngineFactory, ExpirySweep
 from .errors import install_error_handlers
 from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .ratelimit import RateLimiter
+from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
 from .settings import ServerSettings, load_settings
 from .statuscache import StatusCache
@@ -104,7 +104,13 @@ def create_app(
     state = ServerState(
         settings=settings,
         store=store,
-        keys=KeyChecker(store, enabled=settings.auth, cache_seconds=settings.key_cache_seconds),
+        keys=KeyChecker(
+            store,
+            enabled=settings.auth,
+            cache_seconds=settings.key_cache_seconds,
+            unknown_seconds=settings.unknown_key_cache_seconds,
+            failures=AuthFailureLimiter(settings.auth_failure_limit, settings.auth_failure_window),
+        ),
         limiter=RateLimiter(settings.rate_limit, settings.rate_window),
         dispatcher=dispatcher,
         metrics=metrics,
