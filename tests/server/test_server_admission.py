@@ -161,3 +161,91 @@ def test_a_valid_submit_still_works_through_the_door(door: Door) -> None:
     key, _ = create_key(door.state.store, "good")
     answer = door.client.post(V2BETA, headers={"authorization": key}, files={"image": ("i.png", png_bytes(1024, 576), "image/png")})
     assert answer.status_code == 200, answer.text
+
+
+# The OpenAPI document: what a generated client reads.
+
+
+def _document(tmp_path: Path, **settings: object) -> dict:
+    app = create_app(ServerSettings(data=tmp_path, **settings), engine=FakeEngine())
+    return TestClient(app).get("/openapi.json").json()
+
+
+def _form(document: dict, route: str = V2BETA) -> dict:
+    return document["paths"][route]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+
+
+PROTOCOL_OPERATIONS = [(V2BETA, "post"), (V2ALPHA, "post"), (f"{V2BETA}/result/{{id}}", "get"), (f"{V2ALPHA}/result/{{id}}", "get")]
+
+
+def test_the_key_is_an_http_bearer_scheme_on_every_protocol_route(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    schemes = document["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    (name, scheme), = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    assert "bare key" in scheme["description"]
+    for path, method in PROTOCOL_OPERATIONS:
+        assert document["paths"][path][method]["security"] == [{name: []}]
+    for path in ("/healthz", "/metrics"):
+        assert "security" not in document["paths"][path]["get"]
+
+
+def test_with_auth_off_no_route_asks_for_a_key(tmp_path: Path) -> None:
+    document = _document(tmp_path, auth=False)
+    assert "securitySchemes" not in document.get("components", {})
+    assert all("security" not in document["paths"][path][method] for path, method in PROTOCOL_OPERATIONS)
+
+
+def test_errors_are_documented_as_the_server_gives_them_and_422_nowhere(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    expected = {"post": {"400", "401", "413", "429", "500", "503"}, "get": {"400", "401", "403", "404", "429", "500", "503"}}
+    for path, method in PROTOCOL_OPERATIONS:
+        answers = document["paths"][path][method]["responses"]
+        errors = {status for status in answers if status >= "400"}
+        assert errors == expected[method], path
+        for status in errors:
+            assert answers[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
+            assert answers[status]["description"]
+        assert "Retry-After" in answers["429"]["headers"] and "Retry-After" in answers["503"]["headers"]
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            assert "422" not in operation["responses"]
+    assert set(document["components"]["schemas"]["ErrorAnswer"]["required"]) == {"id", "name", "errors"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_the_form_states_every_range_the_caps_and_the_image_rules(tmp_path: Path) -> None:
+    form = _form(_document(tmp_path))
+    fields = form["properties"]
+    assert (fields["frames"]["maximum"], fields["steps"]["maximum"], fields["decode_chunk_size"]["maximum"]) == (50, 100, 25)
+    assert "IMG2VID_MAX_FRAMES" in fields["frames"]["description"] and "at most 50" in fields["frames"]["description"]
+    assert (fields["seed"]["minimum"], fields["seed"]["maximum"], fields["motion_bucket_id"]["maximum"]) == (0, 4294967294, 255)
+    assert fields["seed"]["type"] == "integer" and fields["cfg_scale"]["type"] == "number"
+    for name, entry in fields.items():
+        if name != "image":
+            kind = "An integer" if entry["type"] == "integer" else "A number"
+            assert entry["description"].startswith(f"{kind} from {entry['minimum']} to "), name
+    image = fields["image"]["description"]
+    for words in ("PNG", "JPEG", "WebP", "1024x576, 576x1024 or 768x768", "10 MiB"):
+        assert words in image
+    assert "A field sent empty means its default" in form["description"]
+    assert _form(_document(tmp_path, max_frames=500))["properties"]["frames"]["maximum"] == 128  # min(range, cap)
+    assert _form(_document(tmp_path, max_steps=7), V2ALPHA)["properties"]["steps"]["maximum"] == 7
+
+
+def test_the_202_answer_has_an_optional_queue_position_and_retry_after(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    answer = document["paths"][f"{V2BETA}/result/{{id}}"]["get"]["responses"]["202"]
+    assert answer["headers"]["Retry-After"]["required"] is True
+    model = document["components"]["schemas"]["InProgressAnswer"]
+    assert "queue_position" in model["properties"] and "queue_position" not in model.get("required", [])
+    assert {"type": "integer", "minimum": 0} in model["properties"]["queue_position"]["anyOf"]
+    alpha = document["paths"][f"{V2ALPHA}/result/{{id}}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert "finishReason" in alpha["schema"]["required"]
+
+
+def test_healthz_documents_its_503(tmp_path: Path) -> None:
+    answers = _document(tmp_path)["paths"]["/healthz"]["get"]["responses"]
+    assert {"200", "503"} <= set(answers)
+    assert "starting" in answers["503"]["description"]

@@ -28,6 +28,7 @@ from .dispatch import Dispatcher, EmbeddedDispatcher, EngineFactory, ExpirySweep
 from .errors import install_error_handlers
 from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
+from .openapi import HEALTH_ANSWERS, METRICS_ANSWERS, install_openapi
 from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
 from .settings import ServerSettings, load_settings
@@ -142,8 +143,9 @@ def create_app(
     app.state.img2vid = state
     install_error_handlers(app)
     app.include_router(router)
+    install_openapi(app, settings)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and readiness")
+    @app.get("/healthz", tags=["operations"], summary="Liveness and readiness", responses=HEALTH_ANSWERS)
     def healthz(state: StateDep) -> JSONResponse:
         state.store.ping()
         ready = state.dispatcher.ready
@@ -155,7 +157,7 @@ def create_app(
     def playground() -> HTMLResponse:
         return HTMLResponse(_PLAYGROUND.read_text(encoding="utf-8"))
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response, responses=METRICS_ANSWERS)
     def metrics_route(state: StateDep) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

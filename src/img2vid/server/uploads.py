@@ -38,6 +38,7 @@ __all__ = [
     "read_submit",
     "parse_submit_form",
     "check_fields",
+    "FORM_FIELDS",
     "parse_form_number",
     "check_image",
     "sniff_image_type",
@@ -54,6 +55,8 @@ CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
 ALLOWED_TYPES = "a PNG, JPEG or WebP image"
+#: The text fields of the start request; the ``image`` file part aside, every other part is ignored.
+FORM_FIELDS: tuple[str, ...] = ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS)
 
 #: The protocol's integer: ASCII digits, an optional leading minus (so ``-5`` reaches the range check).
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -110,8 +113,8 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
 
 
 async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str, Any]]:
-    """The image part's bytes and the raw text fields of a multipart body (fields img2vid does not know
-    are ignored later, as the hosted service ignored them)."""
+    """The image part's bytes and the raw text of the fields img2vid knows (:data:`FORM_FIELDS`); any
+    other part is ignored, as the hosted service ignored fields it did not know."""
     content_type = headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidInputError(
@@ -141,8 +144,8 @@ async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str,
         data = await image.read()
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key == "image":
-                continue
+            if key not in FORM_FIELDS:
+                continue  # ignored, whatever it holds, as the hosted service ignored fields it did not know
             if isinstance(value, UploadFile):
                 raise InvalidInputError(f"{key} must be a text field, not a file", field=key)
             if key in fields:
@@ -186,7 +189,7 @@ def check_fields(
     defaults = GENERATION_DEFAULTS[generation]
     caps = caps or {}
     given: dict[str, int | float] = {}
-    for name in ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS):
+    for name in FORM_FIELDS:
         raw = fields.get(name)
         if raw is None or raw == "":
             continue
