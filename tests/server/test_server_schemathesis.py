@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 from support.fake_engine import FakeEngine
 from support.images import png_bytes
-from support.server_harness import free_port
+from support.server_harness import V2BETA, free_port, submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
@@ -45,16 +46,37 @@ enabled = true
 """
 
 
+@dataclass
+class Live:
+    url: str
+    key: str
+    #: A job held running (its engine waits) and a finished one, for the answers random ids never reach.
+    running: str
+    done: str
+
+
+#: The seed that makes the engine hold its job until the server stops.
+HELD_SEED = 7
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data = tmp_path_factory.mktemp("schemathesis")
+    release = threading.Event()
+
+    def hold(request) -> None:  # noqa: ANN001 - a VideoRequest
+        if request.seed == HELD_SEED:
+            release.wait(120)
+
+    engine = FakeEngine(fail_with=hold)
     app = create_app(
         # Limits that would answer 429 to a fuzzer's burst are set out of its reach (they have their own tests);
-        # the wrong-key limit still runs, it only never trips.
+        # the wrong-key limit still runs, it only never trips. Two workers: one holds the running job.
         ServerSettings(
-            data=Path(data), rate_limit=0, auth_failure_limit=100_000, max_queued_per_key=100_000, max_queued=100_000
+            data=Path(data), workers=2, rate_limit=0, auth_failure_limit=100_000,
+            max_queued_per_key=100_000, max_queued=100_000,
         ),
-        engine=FakeEngine(),
+        engine=engine,
     )
     key, _ = create_key(app.state.img2vid.store, "schemathesis")
     port = free_port()
@@ -65,17 +87,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}", key
+        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+            running = submit(client, key, seed=HELD_SEED).json()["id"]
+            done = submit(client, key, seed=1).json()["id"]
+            assert wait_result(client, key, done).status_code == 200
+            assert client.get(f"{V2BETA}/result/{running}").status_code == 202
+        yield Live(url, key, running, done)
     finally:
+        release.set()
         server.should_exit = True
         thread.join(30)
 
 
 @pytest.fixture(scope="module")
-def api(live: tuple[str, str]):  # noqa: ANN201 - a schemathesis schema
-    url, _key = live
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=SchemathesisConfig.from_str(CONFIG))
+def api(live: Live):  # noqa: ANN201 - a schemathesis schema
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json", config=SchemathesisConfig.from_str(CONFIG))
 
     @schema.hook
     def map_body(_context, body):  # noqa: ANN001, ANN202 - the hook's signature
@@ -88,23 +116,35 @@ def api(live: tuple[str, str]):  # noqa: ANN201 - a schemathesis schema
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_the_live_server_answers_as_its_openapi_document_says(api, live: tuple[str, str], mode: GenerationMode) -> None:
-    url, key = live
-
+def test_the_live_server_answers_as_its_openapi_document_says(api, live: Live, mode: GenerationMode) -> None:
     @given(case=api.as_strategy(generation_mode=mode))
     @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     def check(case) -> None:  # noqa: ANN001 - a schemathesis Case
-        response = case.call_and_validate(base_url=url, headers={"Authorization": f"Bearer {key}"})
+        # "Authorization" spelled as the security scheme names it, so the auth checks can take it away.
+        response = case.call_and_validate(base_url=live.url, headers={"Authorization": f"Bearer {live.key}"})
         SEEN[response.status_code] += 1
 
     check()
 
 
-def test_no_422_and_no_5xx_were_seen(live: tuple[str, str]) -> None:
+@pytest.mark.parametrize("accept", [None, "application/json"])
+def test_real_jobs_answer_as_documented(api, live: Live, accept: str | None) -> None:
+    """The 202 of a running job and the 200 of a finished one (raw and JSON), on both generations."""
+    headers = {"Authorization": f"Bearer {live.key}", **({"Accept": accept} if accept else {})}
+    for path in ("/v2beta/image-to-video/result/{id}", "/v2alpha/generation/image-to-video/result/{id}"):
+        for job_id, status in ((live.running, 202), (live.done, 200)):
+            case = api[path]["GET"].Case(path_parameters={"id": job_id})
+            response = case.call_and_validate(base_url=live.url, headers=headers)
+            assert response.status_code == status
+            SEEN[status] += 1
+
+
+def test_no_422_and_no_5xx_were_seen(live: Live) -> None:
     """Runs after the generated cases (same module): what they saw, in one place."""
     assert SEEN, "the generated cases did not run"
     assert 422 not in SEEN
     assert not [status for status in SEEN if status >= 500]
     assert SEEN[200] > 0 and SEEN[400] > 0  # valid jobs were made and invalid ones refused
-    assert httpx.get(live[0] + "/healthz").status_code == 200
+    assert SEEN[202] > 0
+    assert httpx.get(live.url + "/healthz").status_code == 200

@@ -41,7 +41,7 @@ __all__ = [
 class ErrorAnswer(BaseModel):
     """The protocol's error body, the same for every refusal."""
 
-    id: str = Field(description="An id for this error; the server's log has it too.")
+    id: str = Field(description="An id for this answer; for a 500, the server's log has the details under it.")
     name: str = Field(description="Machine-readable: invalid_parameters, unauthorized, not_found, rate_limited, ...")
     errors: list[str] = Field(description="Human-readable messages; the first names the field and what is allowed.")
 
