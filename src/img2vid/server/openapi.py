@@ -5,7 +5,8 @@ removes what FastAPI adds by habit:
 
 - every form field's range in words, and ``maximum`` lowered to the server's cost cap where it has one
   (``frames``, ``steps``, ``decode_chunk_size``), with the cap's variable named;
-- the image rules (types, sizes, the upload limit) and the rule that an empty field means its default;
+- the image rules (types, sizes, the upload limit) and the rule that an empty field means its default
+  (said in words: a type union with the empty string would make every generated client's field a union);
 - no 422 "Validation Error" answer: the server maps every validation problem to a 400 with the error body,
   so a 422 never comes from it;
 - with auth off (``--no-auth``), no security requirement.
