@@ -46,21 +46,27 @@ async def get_state(request: Request) -> ServerState:
 StateDep = Annotated[ServerState, Depends(get_state)]
 
 
-class _BearerOrBareKey(HTTPBearer):
-    """The protocol's key as OpenAPI's HTTP bearer scheme; hands over the raw ``authorization`` header.
+class _Authenticate(HTTPBearer):
+    """Who is calling: the owner id for the ``authorization`` header, after the per-key rate limit.
 
-    FastAPI's own ``HTTPBearer`` would drop the bare-key form that Stability's examples send, so only its
-    declaration is used here; :class:`~.keys.KeyChecker` reads the header and answers 401 itself.
+    Being FastAPI's ``HTTPBearer``, it also declares the key as the OpenAPI document's HTTP bearer scheme on
+    every route that depends on it, at no cost per request. Its own ``__call__`` replaces HTTPBearer's,
+    which would drop the bare-key form Stability's examples send; :class:`~.keys.KeyChecker` reads the
+    header and answers 401 (or 429 for an address that sent too many wrong keys) itself.
     """
 
-    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
-        return request.headers.get("authorization")
+    async def __call__(self, request: Request, state: StateDep) -> str:  # type: ignore[override]
+        # async: a cached key costs no thread hop; a cache miss is one indexed read.
+        client = request.client.host if request.client is not None else "unknown"
+        owner = state.keys.owner_for(request.headers.get("authorization"), client)
+        state.limiter.check(owner)
+        return owner
 
 
 #: The security scheme's name in the OpenAPI document.
 BEARER_SCHEME = "apiKey"
 
-_bearer = _BearerOrBareKey(
+authenticate = _Authenticate(
     scheme_name=BEARER_SCHEME,
     bearerFormat="sk-img2vid-...",
     description="An API key made with 'img2vid keys create', sent as 'authorization: Bearer <key>'. "
@@ -68,17 +74,4 @@ _bearer = _BearerOrBareKey(
     auto_error=False,
 )
 
-
-async def authenticate(
-    request: Request,
-    state: StateDep,
-    authorization: Annotated[str | None, Security(_bearer)],
-) -> str:
-    # async: a cached key costs no thread hop; a cache miss is one indexed read.
-    client = request.client.host if request.client is not None else "unknown"
-    owner = state.keys.owner_for(authorization, client)
-    state.limiter.check(owner)
-    return owner
-
-
-OwnerDep = Annotated[str, Depends(authenticate)]
+OwnerDep = Annotated[str, Security(authenticate)]
