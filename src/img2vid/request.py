@@ -69,17 +69,20 @@ RANGES: dict[str, tuple[type, float, float]] = {
 }
 
 
-def range_text(kind: type, low: float, high: float) -> str:
-    """The allowed values in the words every refusal uses (the server's, the page's, the CLI's)."""
+def range_text(name: str, *, high: float | None = None) -> str:
+    """What a field allows, in the words every refusal uses, the server's, the page's and the CLI's ("an
+    integer from 1 to 255"); ``high`` lowers the upper bound (a server's cost cap)."""
+    kind, low, top = RANGES[name]
+    top = top if high is None else high
     word = "an integer" if kind is int else "a number"
-    lo, hi = (int(low), int(high)) if kind is int else (low, high)
+    lo, hi = (int(low), int(top)) if kind is int else (low, top)
     return f"{word} from {lo} to {hi}"
 
 
 def check_field(name: str, value: Any) -> int | float:
     """``value`` as the field's type, or an error naming the field, the value and the range."""
     kind, low, high = RANGES[name]
-    allowed = range_text(kind, low, high)
+    allowed = range_text(name)
     if isinstance(value, bool):
         raise InvalidInputError.for_field(name, value, allowed)
     number: int | float
@@ -135,7 +138,7 @@ class VideoRequest:
             value = getattr(self, name)
             if value is None:
                 if name in ("seed", "cfg_scale", "motion_bucket_id"):
-                    raise InvalidInputError.for_field(name, value, range_text(*RANGES[name]))
+                    raise InvalidInputError.for_field(name, value, range_text(name))
                 continue
             set_(self, name, check_field(name, value))
         set_(self, "fit", parse_fit_mode(self.fit))

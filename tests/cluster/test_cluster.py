@@ -121,11 +121,6 @@ def test_a_job_submitted_through_one_front_end_is_fetched_through_the_other(runn
 # ---------------------------------------------------------------------- 9. the protocol's integers
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the form parser still reads integers with Python's int(), which takes '+5', '1_000' and non-ASCII "
-    "digits; the fix to src/img2vid/server/uploads.py lands separately",
-)
 @pytest.mark.parametrize(
     ("name", "value"),
     [("seed", "+5"), ("seed", "1_000"), ("seed", "\u0665"), ("seed", "1\uff12"), ("motion_bucket_id", "+5")],

@@ -155,6 +155,105 @@ def test_every_field_is_range_checked_and_named(server, field: str, value: str, 
     assert body["name"] == "invalid_parameters"
 
 
+ALL_FIELDS = ["seed", "cfg_scale", "motion_bucket_id", "frames", "steps", "fps", "noise_aug_strength",
+              "min_guidance_scale", "decode_chunk_size"]
+INTEGER_FIELDS = ["seed", "motion_bucket_id", "frames", "steps", "fps", "decode_chunk_size"]
+NUMBER_FIELDS = ["cfg_scale", "noise_aug_strength", "min_guidance_scale"]
+
+
+@pytest.mark.parametrize("field", INTEGER_FIELDS)
+@pytest.mark.parametrize(
+    "value",
+    ["1_0", "+5", "\u0663", "\uff11\uff12", " 5", "5 ", "\t5", "5\n", "0x10", "1e1", "5.0", "--5", "\u00b2"],
+    ids=["underscore", "plus", "arabic-indic-3", "fullwidth-12", "lead-space", "trail-space", "tab", "newline",
+         "hex", "exponent", "point-zero", "double-minus", "superscript-2"],
+)
+def test_integer_fields_are_the_protocols_integers(server, field: str, value: str) -> None:
+    """``int()`` reads all of these (as 10, 5, 3, 12, 5...); the protocol's integer is ASCII digits only."""
+    client, key = server
+    body = _refused(submit(client, key, **{field: value}), 400, field, "ASCII digits")
+    assert body["name"] == "invalid_parameters"
+
+
+@pytest.mark.parametrize("field", NUMBER_FIELDS)
+@pytest.mark.parametrize(
+    "value",
+    ["nan", "NaN", "inf", "-inf", "Infinity", "1_0", "+0.5", "\u0663", " 0.5", "0.5 ", "0x1", "0x1p-1", "1e", ".", "-", "0.5.1"],
+)
+def test_number_fields_are_plain_decimal_numbers(server, field: str, value: str) -> None:
+    client, key = server
+    body = _refused(submit(client, key, **{field: value}), 400, field, "plain decimal notation")
+    assert body["name"] == "invalid_parameters"
+
+
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("seed", "1000", 1000),
+        ("seed", "007", 7),
+        ("motion_bucket_id", "200", 200),
+        ("cfg_scale", "2", 2.0),
+        ("cfg_scale", "2.5", 2.5),
+        ("cfg_scale", ".5", 0.5),
+        ("cfg_scale", "3.", 3.0),
+        ("cfg_scale", "1e-05", 1e-05),
+        ("cfg_scale", "2.5E+0", 2.5),
+        ("cfg_scale", "-0", 0.0),
+        ("noise_aug_strength", "0.02", 0.02),
+    ],
+)
+def test_plain_numbers_are_read_as_written(tmp_path: Path, field: str, value: str, expected: float) -> None:
+    seen = []
+    app = create_app(ServerSettings(data=tmp_path, rate_limit=0), engine=FakeEngine(fail_with=lambda r: seen.append(r)))
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        answer = submit(client, key, **{field: value})
+        assert answer.status_code == 200, answer.text
+        assert wait_result(client, key, answer.json()["id"]).status_code == 200
+    assert getattr(seen[0], field) == expected
+
+
+def test_an_empty_field_means_its_default_for_every_field(tmp_path: Path) -> None:
+    """The same request with every field sent empty, and with no fields at all, reaches the engine alike."""
+    seen = []
+    app = create_app(ServerSettings(data=tmp_path, rate_limit=0), engine=FakeEngine(fail_with=lambda r: seen.append(r)))
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        for route in (V2BETA, V2ALPHA):
+            for fields in ({name: "" for name in ALL_FIELDS}, {}):
+                answer = submit(client, key, route=route, **fields)
+                assert answer.status_code == 200, answer.text
+                assert wait_result(client, key, answer.json()["id"], route=route).status_code == 200
+    empty_beta, absent_beta, empty_alpha, absent_alpha = seen
+    assert (empty_beta.cfg_scale, empty_beta.motion_bucket_id) == (1.8, 127)
+    assert (empty_alpha.cfg_scale, empty_alpha.motion_bucket_id) == (2.5, 40)
+    for empty, absent in ((empty_beta, absent_beta), (empty_alpha, absent_alpha)):
+        assert empty.engine_options() == absent.engine_options() == {}
+        assert empty.seed != 0 and absent.seed != 0  # a random seed was chosen for both
+        assert (empty.cfg_scale, empty.motion_bucket_id) == (absent.cfg_scale, absent.motion_bucket_id)
+
+
+@pytest.mark.parametrize(
+    "field,setting,cap",
+    [("frames", "max_frames", 6), ("steps", "max_steps", 7), ("decode_chunk_size", "max_decode_chunk", 3)],
+)
+def test_a_request_over_a_cost_cap_is_400_naming_the_field_and_the_cap(tmp_path: Path, field: str, setting: str, cap: int) -> None:
+    app = create_app(ServerSettings(data=tmp_path, rate_limit=0, **{setting: cap}), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        body = _refused(submit(client, key, **{field: cap + 1}), 400, field, f"at most {cap}", f"IMG2VID_{setting.upper()}")
+        assert body["name"] == "invalid_parameters"
+        assert sum(app.state.img2vid.store.counts().values()) == 0
+        at_cap = submit(client, key, **{field: cap})
+        assert at_cap.status_code == 200, at_cap.text
+
+
+@pytest.mark.parametrize("field,default_cap", [("frames", 50), ("steps", 100), ("decode_chunk_size", 25)])
+def test_the_default_cost_caps(server, field: str, default_cap: int) -> None:
+    client, key = server
+    _refused(submit(client, key, **{field: default_cap + 1}), 400, field, f"at most {default_cap}")
+
+
 def test_engine_fields_in_range_reach_the_engine(tmp_path: Path) -> None:
     seen = []
 

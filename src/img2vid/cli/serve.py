@@ -1,7 +1,7 @@
 """``img2vid serve``: run the protocol server on uvicorn with a warm engine.
 
 Options override ``IMG2VID_*`` variables, which override the defaults in
-:class:`img2vid.server.settings.ServerSettings`. FastAPI, uvicorn and the engine are imported only when
+:class:`img2vid.jobs.settings.ServerSettings`. FastAPI, uvicorn and the engine are imported only when
 the command runs, so ``img2vid --help`` stays fast. This module must never print or log an API key.
 """
 

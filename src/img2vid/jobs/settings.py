@@ -18,10 +18,12 @@ from ..errors import InvalidInputError, ServiceError, StoreUnavailableError
 if TYPE_CHECKING:
     from .store import JobStore
 
-__all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS"]
+__all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS", "CAP_SETTINGS"]
 
 #: The protocol's request size limit: larger uploads get 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: The request field each cost cap bounds -> the setting (and so the ``IMG2VID_*`` variable) holding the cap.
+CAP_SETTINGS: dict[str, str] = {"frames": "max_frames", "steps": "max_steps", "decode_chunk_size": "max_decode_chunk"}
 #: The largest of the protocol's sizes (1024x576 and 768x768 are both 589,824 pixels).
 PROTOCOL_MAX_PIXELS = 1024 * 576
 
@@ -95,8 +97,18 @@ class ServerSettings(BaseSettings):
     retry_after_max: int = Field(default=10, ge=1)
     #: Seconds a valid key stays cached; a revoked key stops working within this time.
     key_cache_seconds: float = Field(default=5.0, ge=0)
+    #: Seconds an unknown key is remembered as unknown, so a flood of one wrong key does not reach the store.
+    unknown_key_cache_seconds: float = Field(default=5.0, ge=0)
+    #: Wrong keys one client address may send in ``auth_failure_window`` seconds; past that its requests
+    #: are 429 with ``Retry-After`` without a store lookup. 0 turns this limit off.
+    auth_failure_limit: int = Field(default=20, ge=0)
+    auth_failure_window: float = Field(default=10.0, gt=0)
     #: Seconds a job's status may be answered from memory (jobs run by other processes look this stale).
     status_cache_seconds: float = Field(default=0.25, ge=0)
+
+    def cost_caps(self) -> dict[str, int]:
+        """The request field each cost cap bounds -> the largest value this server accepts for it."""
+        return {field: int(getattr(self, setting)) for field, setting in CAP_SETTINGS.items()}
 
     def store_url(self) -> str:
         """The store's SQLAlchemy URL."""

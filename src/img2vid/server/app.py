@@ -30,7 +30,8 @@ from .errors import install_error_handlers
 from .info import router as info_router
 from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .ratelimit import RateLimiter
+from .openapi import HEALTH_ANSWERS, METRICS_ANSWERS, install_openapi
+from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
 from ..jobs.settings import ServerSettings, load_settings
 from .statuscache import StatusCache
@@ -105,7 +106,13 @@ def create_app(
     state = ServerState(
         settings=settings,
         store=store,
-        keys=KeyChecker(store, enabled=settings.auth, cache_seconds=settings.key_cache_seconds),
+        keys=KeyChecker(
+            store,
+            enabled=settings.auth,
+            cache_seconds=settings.key_cache_seconds,
+            unknown_seconds=settings.unknown_key_cache_seconds,
+            failures=AuthFailureLimiter(settings.auth_failure_limit, settings.auth_failure_window),
+        ),
         limiter=RateLimiter(settings.rate_limit, settings.rate_window),
         dispatcher=dispatcher,
         metrics=metrics,
@@ -136,13 +143,9 @@ def create_app(
     app.include_router(router)
     app.include_router(info_router)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    install_openapi(app, settings)
 
-    @app.get(
-        "/healthz",
-        tags=["operations"],
-        summary="Liveness and readiness",
-        responses={503: {"description": "Starting, or the store or the broker does not answer; the body says which."}},
-    )
+    @app.get("/healthz", tags=["operations"], summary="Liveness and readiness", responses=HEALTH_ANSWERS)
     def healthz(state: StateDep) -> JSONResponse:
         parts: dict[str, bool] = {}
         queued: int | None = None
@@ -172,7 +175,7 @@ def create_app(
     def favicon() -> FileResponse:
         return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response, responses=METRICS_ANSWERS)
     def metrics_route(state: StateDep) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -91,7 +91,7 @@ def field_infos(settings: ServerSettings, generation: str = "v2beta") -> dict[st
             min=low,
             max=high,
             default=defaults.get(name),
-            allowed=range_text(kind, low, high),
+            allowed=range_text(name, high=high),
             engine=name in ENGINE_FIELDS,
         )
     return infos

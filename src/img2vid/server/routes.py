@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from ..jobs.store import CANCELLED, DONE, FAILED, JobStatus
-from ..request import ENGINE_FIELDS, RANGES
 from .deps import OwnerDep, StateDep
 from .errors import error_body
-from .uploads import GENERATION_DEFAULTS, check_fields, check_image, read_submit
+from .openapi import error_answers, form_schema
+from .uploads import check_fields, check_image, read_submit
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
 
@@ -57,41 +57,18 @@ class JsonVideoAnswer(BaseModel):
     seed: int
 
 
-class ErrorAnswer(BaseModel):
-    id: str
-    name: str
-    errors: list[str]
+_SUBMIT_ERRORS = error_answers(400, 401, 413, 429, 500, 503)
+_RESULT_ERRORS = error_answers(400, 401, 403, 404, 410, 429, 500, 503)
+_CANCEL_ERRORS = error_answers(401, 404, 409, 429, 503)
 
 
-def _form_schema(generation: str) -> dict[str, Any]:
-    defaults = GENERATION_DEFAULTS[generation]
-    properties: dict[str, Any] = {
-        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP; 1024x576, 576x1024 or 768x768."},
-    }
-    for name in ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS):
-        kind, low, high = RANGES[name]
-        entry: dict[str, Any] = {
-            "type": "integer" if kind is int else "number",
-            "minimum": int(low) if kind is int else low,
-            "maximum": int(high) if kind is int else high,
-        }
-        if name in defaults:
-            entry["default"] = defaults[name]
-        if name == "seed":
-            entry["default"] = 0
-            entry["description"] = "0 or absent: a random seed (reported with the result)."
-        if name in ENGINE_FIELDS:
-            entry["description"] = "img2vid's local engine only; absent: the engine's default."
-        properties[name] = entry
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": properties}}},
-        }
-    }
-
-
-_ERRORS = {status: {"model": ErrorAnswer} for status in (400, 401, 404, 413, 429, 500)}
+def _json_video_schema(generation: str) -> dict[str, Any]:
+    """The JSON form's schema as this generation spells it (v2alpha: ``finishReason``)."""
+    schema = JsonVideoAnswer.model_json_schema()
+    if generation == "v2alpha":
+        schema["properties"]["finishReason"] = schema["properties"].pop("finish_reason")
+        schema["required"] = ["video", "finishReason", "seed"]
+    return schema
 
 
 def _not_found() -> NotFoundError:
@@ -147,7 +124,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
     async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
         settings = state.settings
         image, fields = await read_submit(request, limit=settings.max_upload_bytes)
-        seed, params = check_fields(fields, generation)
+        seed, params = check_fields(fields, generation, settings.cost_caps())
         await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
         job_id, created = await run_in_threadpool(
             state.store.add_job,
@@ -220,11 +197,11 @@ for _generation, _prefix in GENERATIONS.items():
         _submit,
         methods=["POST"],
         response_model=SubmitAnswer,
-        responses=_ERRORS,
+        responses=_SUBMIT_ERRORS,
         tags=[_generation],
         name=f"{_generation}_start",
         summary="Start an image-to-video job",
-        openapi_extra=_form_schema(_generation),
+        openapi_extra=form_schema(_generation),
     )
     router.add_api_route(
         _prefix + "/result/{id}",
@@ -233,11 +210,23 @@ for _generation, _prefix in GENERATIONS.items():
         response_class=Response,
         responses={
             200: {
-                "description": "The video: raw MP4 (any accept but application/json) or JSON.",
-                "content": {"video/mp4": {}, "application/json": {"schema": JsonVideoAnswer.model_json_schema()}},
+                "description": "The video: raw MP4 (any accept but application/json; with finish-reason and seed "
+                "headers) or JSON.",
+                "content": {
+                    "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": _json_video_schema(_generation)},
+                },
+                "headers": {
+                    "finish-reason": {"description": "With the raw MP4: SUCCESS or CONTENT_FILTERED.", "schema": {"type": "string"}},
+                    "seed": {"description": "With the raw MP4: the seed used.", "schema": {"type": "string"}},
+                },
             },
-            202: {"model": InProgressAnswer, "description": "Still running; poll again after Retry-After."},
-            **_ERRORS,
+            202: {
+                "model": InProgressAnswer,
+                "description": "Still queued or running; poll again after Retry-After.",
+                "headers": {"Retry-After": {"required": True, "description": "Seconds until the next poll.", "schema": {"type": "integer", "minimum": 1}}},
+            },
+            **_RESULT_ERRORS,
         },
         tags=[_generation],
         name=f"{_generation}_result",
@@ -248,7 +237,7 @@ for _generation, _prefix in GENERATIONS.items():
         _cancel,
         methods=["DELETE"],
         response_model=CancelAnswer,
-        responses={409: {"model": ErrorAnswer, "description": "The job already finished."}, 401: {"model": ErrorAnswer}, 404: {"model": ErrorAnswer}},
+        responses=_CANCEL_ERRORS,
         tags=[_generation],
         name=f"{_generation}_cancel",
         summary="Cancel a job (img2vid's extension)",

@@ -1,5 +1,12 @@
 """Everything checked before a job exists: body size, form shape, image type and size, and every field.
 
+Form fields arrive as text and are read as the protocol's numbers, nothing looser: an integer is ASCII
+digits with an optional leading ``-``, a number is plain decimal notation (an optional exponent allowed).
+Python's ``int()`` and ``float()`` would also take ``1_000``, ``+5``, Unicode digits, padding and ``nan``;
+a client that sends those gets a 400 naming the field, never a silently different value. An empty field
+means the field's default, for every field. The server's cost caps (``max_frames``, ``max_steps``,
+``max_decode_chunk``) are checked here too, so an over-cap request never becomes a job.
+
 The body is read in chunks and refused with 413 as soon as it passes the limit (the rest is discarded
 unread, up to a bound, so the client still receives the answer); the image's type is sniffed from its
 first bytes; its pixel count is read from the header before any decoding, so a decompression bomb is
@@ -9,8 +16,9 @@ in memory, and never let a Pillow or multipart exception escape as anything but 
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -20,7 +28,8 @@ from starlette.requests import Request
 from ..errors import InvalidInputError, PayloadTooLargeError
 from ..fitting import PROTOCOL_SIZES
 from ..images import open_image_bytes
-from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, check_field
+from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, check_field, range_text
+from ..jobs.settings import CAP_SETTINGS
 
 __all__ = [
     "GENERATION_DEFAULTS",
@@ -29,6 +38,8 @@ __all__ = [
     "read_submit",
     "parse_submit_form",
     "check_fields",
+    "FORM_FIELDS",
+    "parse_form_number",
     "check_image",
     "sniff_image_type",
 ]
@@ -38,13 +49,19 @@ GENERATION_DEFAULTS: dict[str, dict[str, float | int]] = {
     "v2beta": {"cfg_scale": 1.8, "motion_bucket_id": 127},
     "v2alpha": {"cfg_scale": 2.5, "motion_bucket_id": 40},
 }
-#: Optional fields the local engine honours; absent means "the engine's default".
 #: Optional client headers the protocol bounds at 256 characters.
 CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-client-version")
 #: How much of an oversized body is read and thrown away so the client can read the 413.
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
 ALLOWED_TYPES = "a PNG, JPEG or WebP image"
+#: The text fields of the start request; the ``image`` file part aside, every other part is ignored.
+FORM_FIELDS: tuple[str, ...] = ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS)
+
+#: The protocol's integer: ASCII digits, an optional leading minus (so ``-5`` reaches the range check).
+_INTEGER = re.compile(r"-?[0-9]+")
+#: The protocol's number: plain decimal notation, as JSON and Python print numbers (``1.8``, ``.5``, ``1e-05``).
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def check_client_headers(headers: Any) -> None:
@@ -96,8 +113,8 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
 
 
 async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str, Any]]:
-    """The image part's bytes and the raw text fields of a multipart body (fields img2vid does not know
-    are ignored later, as the hosted service ignored them)."""
+    """The image part's bytes and the raw text of the fields img2vid knows (:data:`FORM_FIELDS`); any
+    other part is ignored, as the hosted service ignored fields it did not know."""
     content_type = headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidInputError(
@@ -127,8 +144,8 @@ async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str,
         data = await image.read()
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key == "image":
-                continue
+            if key not in FORM_FIELDS:
+                continue  # ignored, whatever it holds, as the hosted service ignored fields it did not know
             if isinstance(value, UploadFile):
                 raise InvalidInputError(f"{key} must be a text field, not a file", field=key)
             if key in fields:
@@ -139,19 +156,48 @@ async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str,
         await form.close()
 
 
-def check_fields(fields: dict[str, Any], generation: str) -> tuple[int, dict[str, int | float]]:
-    """The seed to use (a random one chosen now when 0 or absent) and every engine option, range-checked."""
+def parse_form_number(name: str, text: str) -> int | float:
+    """A form field's text as the protocol's integer or number, range-checked, or a 400 naming the field.
+
+    ``re.fullmatch`` with explicit ``[0-9]`` classes is the whole rule: ``str.isdigit`` and ``\\d`` would
+    admit non-ASCII digits, and ``int()`` alone admits underscores, a ``+`` and surrounding whitespace.
+    """
+    kind = RANGES[name][0]
+    pattern, notation = (_INTEGER, "in ASCII digits") if kind is int else (_NUMBER, "in plain decimal notation")
+    if pattern.fullmatch(text) is None:
+        raise InvalidInputError.for_field(name, text, f"{range_text(name)}, written {notation}")
+    return check_field(name, text)
+
+
+def _check_cap(name: str, value: int | float, caps: Mapping[str, int]) -> None:
+    cap = caps.get(name)
+    if cap is not None and value > cap:
+        setting = CAP_SETTINGS.get(name, name)
+        raise InvalidInputError(
+            f"{name} must be at most {cap} on this server (its cost cap, IMG2VID_{setting.upper()}); got {value}",
+            field=name,
+            value=value,
+            allowed=f"at most {cap}",
+        )
+
+
+def check_fields(
+    fields: dict[str, Any], generation: str, caps: Mapping[str, int] | None = None
+) -> tuple[int, dict[str, int | float]]:
+    """The seed to use (a random one chosen now when 0 or absent) and every engine option, range-checked
+    and within the server's cost ``caps`` (field -> largest value allowed). Absent or empty: the default."""
     defaults = GENERATION_DEFAULTS[generation]
-    params: dict[str, int | float] = {}
-    for name in ("cfg_scale", "motion_bucket_id"):
+    caps = caps or {}
+    given: dict[str, int | float] = {}
+    for name in FORM_FIELDS:
         raw = fields.get(name)
-        params[name] = defaults[name] if raw is None or raw == "" else check_field(name, raw)
-    for name in ENGINE_FIELDS:
-        raw = fields.get(name)
-        if raw is not None and raw != "":
-            params[name] = check_field(name, raw)
-    raw_seed = fields.get("seed")
-    seed = 0 if raw_seed is None or raw_seed == "" else int(check_field("seed", raw_seed))
+        if raw is None or raw == "":
+            continue
+        given[name] = value = parse_form_number(name, raw)
+        _check_cap(name, value, caps)
+    params: dict[str, int | float] = {name: given.get(name, defaults[name]) for name in ("cfg_scale", "motion_bucket_id")}
+    params.update({name: given[name] for name in ENGINE_FIELDS if name in given})
+    seed = int(given.get("seed", 0))
     if seed == 0:
         # Chosen and stored at submit, so a job re-run after a crash makes the same video.
         seed = secrets.randbelow(MAX_SEED) + 1
