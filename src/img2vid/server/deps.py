@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from starlette.concurrency import run_in_threadpool
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
 
@@ -56,9 +57,13 @@ class _Authenticate(HTTPBearer):
     """
 
     async def __call__(self, request: Request, state: StateDep) -> str:  # type: ignore[override]
-        # async: a cached key costs no thread hop; a cache miss is one indexed read.
-        client = request.client.host if request.client is not None else "unknown"
-        owner = state.keys.owner_for(request.headers.get("authorization"), client)
+        # async: a cached key costs no thread hop; a miss reads the store in a worker thread, so a store
+        # that is slow to answer (or down) never holds up the event loop and every other request with it.
+        header = request.headers.get("authorization")
+        owner = state.keys.cached_owner(header)
+        if owner is None:
+            client = request.client.host if request.client is not None else "unknown"
+            owner = await run_in_threadpool(state.keys.owner_for, header, client)
         state.limiter.check(owner)
         return owner
 

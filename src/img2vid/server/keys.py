@@ -84,6 +84,16 @@ class KeyChecker:
         self._unknown_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def cached_owner(self, authorization: str | None) -> str | None:
+        """The owner id when it is known without the store (auth off, or a key found valid moments ago)."""
+        if not self._enabled:
+            return ANONYMOUS
+        key = key_from_header(authorization)
+        if key is None:
+            return None
+        owner = hash_key(key)
+        return owner if self._valid_until.get(owner, 0.0) > self.clock() else None
+
     def owner_for(self, authorization: str | None, client: str = "unknown") -> str:
         """The owner id for an ``authorization`` header sent from the address ``client``.
 
