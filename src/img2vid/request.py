@@ -156,6 +156,11 @@ class VideoRequest:
         """A copy with some fields changed, validated again."""
         return replace(self, **changes)
 
+    def options(self) -> dict[str, int | float]:
+        """Every number but the seed, as keyword arguments that rebuild this request with the same image:
+        what a job store keeps (the protocol fields always, the engine fields the caller set)."""
+        return {"cfg_scale": self.cfg_scale, "motion_bucket_id": self.motion_bucket_id, **self.engine_options()}
+
     def engine_options(self) -> dict[str, int | float]:
         """The local-engine fields the caller set (those that are not ``None``)."""
         return {n: getattr(self, n) for n in ENGINE_FIELDS if getattr(self, n) is not None}

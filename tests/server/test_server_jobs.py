@@ -90,3 +90,15 @@ def _png() -> bytes:
     from support.images import png_bytes
 
     return png_bytes(1024, 576)
+
+
+def test_a_damaged_image_is_refused_at_submit_not_failed_later(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        whole = _png()
+        damaged = whole[: len(whole) // 2]  # the header (and so the size) is intact; the pixels are cut off
+        answer = submit(client, key, image=damaged)
+        assert answer.status_code == 400 and answer.json()["name"] == "invalid_parameters"
+        assert "image" in answer.json()["errors"][0]
+        assert sum(app.state.img2vid.store.counts().values()) == 0  # no job was made

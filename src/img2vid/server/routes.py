@@ -24,7 +24,7 @@ from ..jobs.store import CANCELLED, DONE, FAILED, JobStatus
 from .deps import OwnerDep, StateDep
 from .errors import error_body
 from .openapi import error_answers, form_schema
-from .uploads import check_fields, check_image, read_submit
+from .uploads import build_request, check_fields, read_submit
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
 
@@ -125,13 +125,15 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         settings = state.settings
         image, fields = await read_submit(request, limit=settings.max_upload_bytes)
         seed, params = check_fields(fields, generation, settings.cost_caps())
-        await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
+        job = await run_in_threadpool(
+            build_request, image, seed, params, any_size=settings.any_size, max_pixels=settings.max_pixels
+        )
         job_id, created = await run_in_threadpool(
             state.store.add_job,
             owner=owner,
             image=image,
-            seed=seed,
-            params=params,
+            seed=job.seed,
+            params=job.options(),
             route=generation,
             idempotency_key=_idempotency_key(request),
             max_per_owner=settings.max_queued_per_key,

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from ..errors import InvalidInputError, PayloadTooLargeError
 from ..fitting import PROTOCOL_SIZES
 from ..images import open_image_bytes
-from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, check_field, range_text
+from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, VideoRequest, check_field, range_text
 from ..jobs.settings import CAP_SETTINGS
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "FORM_FIELDS",
     "parse_form_number",
     "check_image",
+    "build_request",
     "sniff_image_type",
 ]
 
@@ -233,3 +234,12 @@ async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str,
     check_client_headers(request.headers)
     body = await read_body(request, limit)
     return await parse_submit_form(body, request.headers)
+
+
+def build_request(
+    data: bytes, seed: int, params: dict[str, int | float], *, any_size: bool, max_pixels: int
+) -> VideoRequest:
+    """The one :class:`VideoRequest` of a submit: the image checked (type, pixel count, size) and decoded
+    whole, so a damaged file is a 400 now rather than a failed job later. The store keeps what it holds."""
+    check_image(data, any_size=any_size, max_pixels=max_pixels)
+    return VideoRequest(image=data, seed=seed, **params)
