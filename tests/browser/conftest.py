@@ -33,6 +33,9 @@ def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install chromium) to run the browser tests")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra) to run the browser tests")
+    # What a person sees may take longer to appear on a loaded 2-core machine than Playwright's 5 s default
+    # (CI runs the whole suite there); a real failure still fails, only later.
+    sync_api.expect.set_options(timeout=20_000)
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
