@@ -40,7 +40,6 @@ __all__ = [
     "check_fields",
     "FORM_FIELDS",
     "parse_form_number",
-    "check_image",
     "build_request",
     "sniff_image_type",
 ]
@@ -215,20 +214,6 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def check_image(data: bytes, *, any_size: bool, max_pixels: int) -> tuple[int, int]:
-    """The image's (width, height) once it is known to be a readable PNG, JPEG or WebP of an allowed size."""
-    if sniff_image_type(data) is None:
-        raise InvalidInputError(
-            f"image must be {ALLOWED_TYPES}; the upload is none of these", field="image", allowed=ALLOWED_TYPES
-        )
-    # The header's pixel count is checked before decoding (the bomb guard); the exact size after.
-    with open_image_bytes(data, field="image", max_pixels=max_pixels) as img:
-        size = (int(img.size[0]), int(img.size[1]))
-    if not any_size and not PROTOCOL_SIZES.allows(*size):
-        raise InvalidInputError.for_field("image", f"{size[0]}x{size[1]}", PROTOCOL_SIZES.describe())
-    return size
-
-
 async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str, Any]]:
     """Read and parse the submit body (size-limited); the image and fields are not yet checked."""
     check_client_headers(request.headers)
@@ -239,7 +224,16 @@ async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str,
 def build_request(
     data: bytes, seed: int, params: dict[str, int | float], *, any_size: bool, max_pixels: int
 ) -> VideoRequest:
-    """The one :class:`VideoRequest` of a submit: the image checked (type, pixel count, size) and decoded
-    whole, so a damaged file is a 400 now rather than a failed job later. The store keeps what it holds."""
-    check_image(data, any_size=any_size, max_pixels=max_pixels)
-    return VideoRequest(image=data, seed=seed, **params)
+    """The one :class:`VideoRequest` of a submit, once the upload is known to be a PNG, JPEG or WebP of an
+    allowed size: the pixel count is read from the header before anything is decoded (the bomb guard), the
+    exact size checked, and the image decoded once, whole, so a damaged file is a 400 now rather than a
+    failed job later. The store keeps what the request holds."""
+    if sniff_image_type(data) is None:
+        raise InvalidInputError(
+            f"image must be {ALLOWED_TYPES}; the upload is none of these", field="image", allowed=ALLOWED_TYPES
+        )
+    with open_image_bytes(data, field="image", max_pixels=max_pixels) as img:
+        width, height = int(img.size[0]), int(img.size[1])
+        if not any_size and not PROTOCOL_SIZES.allows(width, height):
+            raise InvalidInputError.for_field("image", f"{width}x{height}", PROTOCOL_SIZES.describe())
+        return VideoRequest(image=img, seed=seed, **params)
