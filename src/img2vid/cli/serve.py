@@ -29,6 +29,11 @@ def serve(
     ] = None,
     workers: Annotated[Optional[int], typer.Option(help="Jobs run at once, each on its own warm engine (default 1).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
+    speed: Annotated[
+        Optional[str],
+        typer.Option(help="eager, compiled (default on CUDA: compiled before the first job), fp8 or fast."),
+    ] = None,
+    memory: Annotated[Optional[str], typer.Option(help="auto (default) or low (SVD-XT in 8 GiB).")] = None,
     any_size: Annotated[
         Optional[bool], typer.Option("--any-size/--protocol-sizes", help="Accept sizes other than 1024x576, 576x1024, 768x768.")
     ] = None,
@@ -53,15 +58,31 @@ def serve(
             model=model,
             workers=workers,
             device=device,
+            speed=speed,
+            memory=memory,
             any_size=any_size,
             auth=auth,
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
-        # Load the model before listening, so a model that cannot load is a plain error and an exit code.
+        # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is a
+        # plain error and an exit code, and the first job does not wait for a compile; progress is logged.
+        _log_engine_progress()
         engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
         app = create_app(settings, engine_factory=lambda: next(engines))
         typer.echo(f"img2vid server on http://{host}:{port} (data in {settings.data})", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
         raise typer.Exit(report_error(error, debug=debug)) from None
+
+
+def _log_engine_progress() -> None:
+    """The local engine's loading and compiling messages on stderr (uvicorn configures only its own logs)."""
+    import logging
+
+    logger = logging.getLogger("img2vid.engines")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))

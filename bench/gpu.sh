@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One command on a fresh CUDA machine with this repository: install what the GPU bench needs from the
+# package registries, run the GPU tests and the whole engine benchmark (every speed and memory mode
+# against diffusers fp16), and print a summary table. Results: bench/results/gpu-<gpu name>.json (+ .md).
+#
+#   bash bench/gpu.sh                  # everything, about 10 minutes on an H100/H200
+#   BENCH_MODES=eager,compiled bash bench/gpu.sh
+#
+# Variables: PYTHON (default python3), VENV (default .venv-gpu; "none" installs into the current
+# environment), TORCH_INDEX (default https://download.pytorch.org/whl/cu128), BENCH_MODES, BENCH_REPEATS
+# (default 1), BENCH_WARM_START (default compiled), TIME_BUDGET_S (default 570: the bench is stopped,
+# keeping the figures measured so far, once the whole script has run this long).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv-gpu}
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cu128}
+BENCH_MODES=${BENCH_MODES:-diffusers-fp16,eager,compiled,fast,low,fp8}
+BENCH_REPEATS=${BENCH_REPEATS:-1}
+BENCH_WARM_START=${BENCH_WARM_START:-compiled}
+TIME_BUDGET_S=${TIME_BUDGET_S:-570}
+
+say() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv,noheader >&2 || true
+
+# 1. Install: the local engine's extra, torchao for fp8, pytest for the GPU tests. A CUDA build of torch
+#    2.6 or newer that the machine already has is kept (GPU images ship one, and downloading another costs
+#    minutes); otherwise torch is installed at the project's pinned version from PyTorch's CUDA index.
+say "installing"
+if [ "$VENV" != "none" ]; then
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+    PY="$VENV/bin/python"
+else
+    PY="$PYTHON"
+fi
+if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(0 if v >= (2, 6) and torch.cuda.is_available() else 1)' 2>/dev/null; then
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet "torch==2.13.0" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple
+fi
+"$PY" -m pip install --quiet -e ".[local,fp8]" pytest
+"$PY" - <<'EOF' >&2
+import torch
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, "
+      f"capability {'.'.join(map(str, torch.cuda.get_device_capability(0)))}")
+EOF
+
+# 2. GPU tests (they skip without CUDA; here they run), with the CPU-safe engine tests of the same modes.
+say "GPU tests"
+tests_status=0
+"$PY" -m pytest -q -m gpu tests/engines -p no:cacheprovider || tests_status=$?
+
+# 3. The benchmark, bounded by what is left of the time budget; it writes its JSON as it finishes.
+left=$(( TIME_BUDGET_S - ($(date +%s) - started) ))
+say "benchmark: modes $BENCH_MODES, ${left}s left"
+bench_status=0
+timeout --signal=INT "${left}" "$PY" bench/engine.py --modes "$BENCH_MODES" --repeats "$BENCH_REPEATS" \
+    --warm-start "$BENCH_WARM_START" || bench_status=$?
+
+# 4. Summary.
+say "summary"
+gpu_slug=$("$PY" -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-"))')
+summary="bench/results/gpu-${gpu_slug}.md"
+if [ -f "$summary" ]; then
+    cat "$summary"
+else
+    echo "no results file ($summary): the benchmark did not finish (exit $bench_status)"
+fi
+echo
+echo "GPU tests exit status: $tests_status; benchmark exit status: $bench_status; total $(( $(date +%s) - started )) s"
+exit $(( tests_status != 0 || bench_status != 0 ))
