@@ -251,9 +251,13 @@ class LocalEngine:
         cancel: CancelCheck | None = None,
     ) -> Video:
         """Make the video; see the README's "The local engine" for what each number means."""
-        if self._parts is None and progress is not None:
-            progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
-        self.load(progress)
+        if self._parts is None:
+            if progress is not None:
+                progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
+            with self._load_lock:
+                if self._parts is None:
+                    # No warm-up here: this request compiles for its own size, which may not be warm_up's.
+                    self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
         with self._run_lock:
             return self._run(request, progress, cancel)
 
@@ -294,6 +298,11 @@ class LocalEngine:
         )
         placement = Placement(device=self.device, dtype=self.dtype, offload=self._offload)
         generator = torch.Generator(self.device).manual_seed(seed)
+        if self.compile_cache is not None and self._shape_of(params, width, height) not in self._compiled_shapes:
+            text = f"compiling for {width}x{height}, {frames} frames (once per size on this machine; cached in {self.compile_cache.folder})"
+            log.info("%s", text)
+            if progress is not None:
+                progress(None, text)
         try:
             frames_array = run_svd(
                 parts, image, params, generator, placement, progress, cancel,
@@ -312,12 +321,17 @@ class LocalEngine:
         settings = {**self.settings, "decode_chunk": params.decode_chunk_size}
         return Video(frames=frames_array, fps=fps, seed=seed, engine_settings=settings)
 
+    @staticmethod
+    def _shape_of(params: SVDParams, width: int, height: int) -> tuple[int, ...]:
+        """What compiled code is specialised to: frames, size, guidance on or off, decode chunk."""
+        guided = max(params.max_guidance_scale, params.min_guidance_scale) > 1.0
+        return (params.frames, width, height, int(guided), params.decode_chunk_size)
+
     def _save_compiled(self, params: SVDParams, width: int, height: int) -> None:
         """After the first run at a new shape, save what it compiled, so the next start has it."""
         if self.compile_cache is None:
             return
-        guided = max(params.max_guidance_scale, params.min_guidance_scale) > 1.0
-        shape = (params.frames, width, height, int(guided), params.decode_chunk_size)
+        shape = self._shape_of(params, width, height)
         if shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)
             self.compile_cache.save()
