@@ -27,9 +27,9 @@ from support.local import small_image  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
-#: bf16 compiled against bf16 eager: fused kernels round differently, so frames may differ a little more
-#: than on the CPU's fp32.
-MAX_MEAN_LEVELS = 1.0
+#: bf16 compiled against bf16 eager: fused kernels round differently, so frames may differ more than on
+#: the CPU's fp32; a broken compile differs by tens of levels.
+MAX_MEAN_LEVELS = 2.0
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_fp8_runs_where_the_gpu_supports_it_and_refuses_elsewhere() -> None:
     assert video.engine_settings["fp8"] is True
     # Quantised layers compute other numbers than bf16 ones, but close to them.
     assert not np.array_equal(video.frames, reference.frames)
-    assert _mean_levels(video.frames, reference.frames) <= 8.0
+    assert _mean_levels(video.frames, reference.frames) <= 20.0  # unrelated noise frames differ by ~40 or more
 
 
 def test_low_memory_offloads_and_uses_less_gpu_memory(eager: LocalEngine) -> None:
@@ -119,3 +119,4 @@ def test_a_second_engine_starts_from_the_compile_cache(tmp_path: Path, monkeypat
     assert first.compile_cache is not None and first.compile_cache.files()
     second = LocalEngine.from_components(build_tiny(), device="cuda", speed="compiled", warm_up=(192, 128))
     assert second.compile_cache is not None and second.compile_cache.folder == first.compile_cache.folder
+    assert second.compile_cache.loaded_files >= 1

@@ -45,7 +45,8 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         return f"{torch.cuda.get_device_name(device)} sm{major}{minor}"
-    return f"{device.type} {platform.machine()}"
+    # Compiled CPU kernels use the vector instructions of the CPU they were built on (AVX2, AVX512...).
+    return f"{device.type} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def cache_key(parts: Any, device: torch.device, dtype: torch.dtype, *, fp8: bool) -> tuple[str, dict[str, Any]]:
@@ -75,6 +76,8 @@ class CompileCache:
         self.key = key
         self.facts = facts
         self._saved_digests: set[str] = set()
+        #: Artefact files the last :meth:`load` read into torch's caches.
+        self.loaded_files = 0
 
     def __repr__(self) -> str:
         return f"CompileCache({str(self.folder)!r})"
@@ -98,6 +101,7 @@ class CompileCache:
             loaded += 1
         if loaded:
             log.info("compile cache: loaded %d artefact file(s) from %s", loaded, self.folder)
+        self.loaded_files = loaded
         return loaded
 
     def save(self) -> Path | None:
