@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
+from support.clock import FakeClock
 from support.fake_protocol import (
     JOB_ID,
+    Answer,
     FakeProtocolServer,
     accepted,
     drop,
     error,
+    held,
     submitted,
     truncated,
     video_json,
@@ -68,3 +73,47 @@ def test_drop_and_truncate_break_the_connection(fake_protocol_server: FakeProtoc
     assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
     assert limited.json()["name"] == "rate_limited"
     assert server.wait_for("poll", 3, timeout=0.1)
+
+
+@pytest.mark.parametrize("generation", ["/v2beta/image-to-video", "/v2alpha/generation/image-to-video"])
+def test_delete_on_a_result_route_is_a_cancel_answered_by_script_then_by_the_contract(
+    fake_protocol_server: FakeProtocolServer, generation: str
+) -> None:
+    server = fake_protocol_server
+    server.cancel(error(409, "conflict"))
+    with httpx.Client(base_url=server.url) as client:
+        first = client.delete(f"{generation}/result/job1")
+        second = client.delete(f"{generation}/result/job2")
+    assert first.status_code == 409 and first.json()["name"] == "conflict"
+    assert second.status_code == 200 and second.json() == {"id": "job2", "status": "cancelled"}
+    assert [(c.kind, c.job_id) for c in server.cancels] == [("cancel", "job1"), ("cancel", "job2")]
+    assert server.polls == []
+
+
+def test_idempotency_keys_of_submits_are_recorded_in_order(fake_protocol_server: FakeProtocolServer) -> None:
+    with httpx.Client(base_url=fake_protocol_server.url) as client:
+        client.post("/v2beta/image-to-video", headers={"Idempotency-Key": "k1"})
+        client.post("/v2beta/image-to-video")
+    assert fake_protocol_server.idempotency_keys == ["k1", None]
+
+
+def test_a_held_answer_waits_for_release_and_a_delay_is_taken_on_the_servers_clock(
+    fake_protocol_server: FakeProtocolServer,
+) -> None:
+    server = fake_protocol_server
+    clock = FakeClock()
+    server.clock = clock
+    server.poll(held(accepted(progress=0.5)), Answer(status=202, delay=30))
+    answers: list[httpx.Response] = []
+    with httpx.Client(base_url=server.url) as client:
+        waiting = threading.Thread(target=lambda: answers.append(client.get("/v2beta/image-to-video/result/x")))
+        waiting.start()
+        assert server.wait_for("poll", 1)
+        assert answers == []  # still held
+        server.release()
+        waiting.join(timeout=5)
+        began = clock.now()
+        late = client.get("/v2beta/image-to-video/result/x")
+    assert answers[0].json()["progress"] == 0.5
+    assert late.status_code == 202 and clock.now() - began == 30  # 30 s on the server's clock, none for real
+    assert server.polls[0].time == began

@@ -67,7 +67,7 @@ def test_create_app_reads_the_environment_with_the_same_plain_errors(monkeypatch
 
 
 def test_the_settings_repr_never_shows_the_database_url() -> None:
-    from img2vid.server.settings import ServerSettings
+    from img2vid.jobs.settings import ServerSettings
 
     settings = ServerSettings(database_url="postgresql+psycopg://img2vid:hunter22@db/jobs")
     assert "hunter22" not in repr(settings) and "hunter22" not in str(settings)

@@ -6,12 +6,11 @@ import importlib
 import io
 import logging
 import sys
-import threading
-import time
 
 import pytest
 import torch
 from PIL import Image
+from support.clock import use_fake_clock
 from support.comfy_stub import comfy_stub, install  # noqa: F401 - the fixture
 from support.fake_protocol import JOB_ID, accepted, error, submitted, tiny_mp4, video_raw
 from support.images import gradient
@@ -123,27 +122,24 @@ def test_a_refused_key_is_one_line_and_the_key_is_nowhere(server, comfy_stub, mo
 
 
 def test_cancel_stops_polling_within_a_second(server, comfy_stub, monkeypatch):
-    monkeypatch.setattr(remote_engine, "SERVER_POLL_INTERVAL", 1.0)  # the engine waits between polls
+    monkeypatch.setattr(remote_engine, "SERVER_POLL_INTERVAL", 30.0)  # a long pause between polls
+    clock = use_fake_clock(monkeypatch, server)  # virtual time: the pauses cost nothing
     server.submit(submitted())
     server.poll_default = accepted()  # a job that never finishes
     pressed: list[float] = []
 
     def press_cancel() -> None:
-        server.wait_for("poll", 1, timeout=10)
-        time.sleep(0.2)  # well inside the engine's pause before its next poll
-        pressed.append(time.monotonic())
+        pressed.append(clock.now())
         comfy_stub.interrupt()
 
-    presser = threading.Thread(target=press_cancel)
-    presser.start()
+    # The first poll comes at once; Cancel is pressed well inside the engine's pause before the next one.
+    clock.call_at(clock.now() + 0.2, press_cancel)
     with pytest.raises(comfy_stub.InterruptProcessingException):
         SaltAIStableVideoDiffusion().generate_video(comfy_image(1024, 576), "", 0, 2.5, 40)
-    stopped = time.monotonic()
-    presser.join()
+    stopped = clock.now()
     assert stopped - pressed[0] < 1.0
-    polls_then = len(server.polls)
-    time.sleep(0.3)
-    assert len(server.polls) == polls_then  # nothing more was sent
+    assert len(server.polls) == 1  # nothing more was sent after Cancel
+    assert [c.job_id for c in server.cancels] == [JOB_ID]  # and the server was told to stop the job
     # While it waited, the node showed the server's state and the time, on the running node.
     assert any("running on the server" in text and node == "5" for text, node in comfy_stub.texts)
     assert not comfy_stub.interrupted  # ComfyUI's flag is cleared for the next prompt

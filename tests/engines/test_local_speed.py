@@ -310,10 +310,10 @@ def test_cli_low_memory_run_says_which_modes_it_used(image_file: Path, tmp_path:
     assert "speed eager, memory low" in result.output
 
 
-def test_server_settings_reach_the_local_engine(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi")
-    from img2vid.server.app import engine_factory_for
-    from img2vid.server.settings import load_settings
+def test_server_and_worker_settings_reach_the_local_engine(tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    from img2vid.jobs.engines import engine_factory_for
+    from img2vid.jobs.settings import load_settings
 
     settings = load_settings(data=tmp_path, model="tiny", device="cpu", speed="fast", memory="low", workers=2)
     engine = engine_factory_for(settings)()

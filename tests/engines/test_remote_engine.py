@@ -2,6 +2,8 @@
 
 Each test scripts the server's answers and checks what a caller relies on: the video that comes back,
 how many paid submits were sent, how retries and polling waited, which error is raised and what it says.
+Time is virtual (tests/support/clock.py): the engine and the server share a fake clock, so a 30 s pause
+costs nothing and every interval asserted is the one the engine chose, not what a busy machine allowed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import io
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.clock import FakeClock, use_fake_clock
 from support.fake_protocol import (
     JOB_ID,
     Answer,
@@ -24,6 +26,7 @@ from support.fake_protocol import (
     accepted,
     drop,
     error,
+    held,
     submitted,
     tiny_mp4,
     truncated,
@@ -46,13 +49,19 @@ def smooth_image(width: int = 64, height: int = 36) -> np.ndarray:
     return np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], axis=-1).astype(np.uint8)
 
 
+@pytest.fixture(autouse=True)
+def clock(fake_protocol_server: FakeProtocolServer, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """One virtual clock for the server and every engine of the test."""
+    return use_fake_clock(monkeypatch, fake_protocol_server)
+
+
 @pytest.fixture
 def request_() -> VideoRequest:
     return VideoRequest(image=smooth_image(), seed=42, cfg_scale=2.5, motion_bucket_id=40)
 
 
 @pytest.fixture
-def make_engine(fake_protocol_server: FakeProtocolServer) -> EngineFactory:
+def make_engine(fake_protocol_server: FakeProtocolServer) -> Iterator[EngineFactory]:
     engines: list[RemoteEngine] = []
 
     def make(**options: object) -> RemoteEngine:
@@ -373,28 +382,30 @@ def test_a_200_that_is_not_a_video_is_a_clear_error(
 
 
 def test_a_never_ending_job_is_stopped_by_the_deadline(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, clock: FakeClock
 ) -> None:
     fake_protocol_server.poll_default = accepted()
-    began = time.monotonic()
+    began = clock.now()
     with pytest.raises(errors.DeadlineExceededError) as caught:
         make_engine(timeout=0.5, poll_interval=0.05).generate(request_)
-    assert 0.45 <= time.monotonic() - began < 2.0
+    assert 0.45 <= clock.now() - began < 2.0
     assert JOB_ID in caught.value.message and "0.5 s" in caught.value.message
     assert len(fake_protocol_server.polls) >= 3
 
 
 def test_a_long_retry_after_does_not_outlive_the_deadline(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, clock: FakeClock
 ) -> None:
     fake_protocol_server.poll_default = accepted(retry_after=60)
-    began = time.monotonic()
+    began = clock.now()
     with pytest.raises(errors.DeadlineExceededError):
         make_engine(timeout=0.6).generate(request_)
-    assert time.monotonic() - began < 2.0
+    assert clock.now() - began < 2.0
 
 
-def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Callable[[], bool]) -> tuple[threading.Thread, dict[str, object]]:
+def _generate_in_thread(
+    engine: RemoteEngine, request: VideoRequest, cancel: Callable[[], bool], clock: FakeClock
+) -> tuple[threading.Thread, dict[str, object]]:
     outcome: dict[str, object] = {}
 
     def run() -> None:
@@ -402,7 +413,7 @@ def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Cal
             outcome["video"] = engine.generate(request, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["error"] = exc
-        outcome["ended"] = time.monotonic()
+        outcome["ended"] = clock.now()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -411,17 +422,30 @@ def _generate_in_thread(engine: RemoteEngine, request: VideoRequest, cancel: Cal
 
 @pytest.mark.parametrize("where", ["waiting", "in-request"])
 def test_cancel_mid_poll_returns_within_a_second(
-    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, where: str
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    where: str,
+    clock: FakeClock,
 ) -> None:
     server = fake_protocol_server
-    # Either the server asks for a long pause, or it holds the poll request open for a long time.
-    server.poll_default = accepted(retry_after=30) if where == "waiting" else Answer(status=202, delay=10)
+    # Either the server asks for a long pause, or it holds the poll request open until the test ends.
+    server.poll_default = accepted(retry_after=30) if where == "waiting" else held()
     stop = threading.Event()
-    thread, outcome = _generate_in_thread(make_engine(), request_, stop.is_set)
+    pressed: list[float] = []
+
+    def press() -> None:
+        pressed.append(clock.now())
+        stop.set()
+
+    if where == "waiting":  # the first poll comes at once; Cancel is pressed 0.2 s into the 30 s pause
+        clock.call_at(clock.now() + 0.2, press)
+    thread, outcome = _generate_in_thread(make_engine(), request_, stop.is_set, clock)
     assert server.wait_for("poll", 1, timeout=5)
-    stopped_at = time.monotonic()
-    stop.set()
+    if where == "in-request":
+        press()
     thread.join(timeout=3)
+    stopped_at = pressed[0]
     assert isinstance(outcome.get("error"), errors.CancelledError)
     assert float(outcome["ended"]) - stopped_at < 1.0  # type: ignore[arg-type]
     assert len(server.submits) == 1
@@ -570,12 +594,13 @@ def test_retry_after_in_every_spelling() -> None:
     from datetime import datetime, timedelta, timezone
     from email.utils import format_datetime
 
-    from img2vid.engines.remote._http import retry_after_seconds
+    from img2vid.engines.remote._policy import retry_after_seconds
 
     assert retry_after_seconds({"retry-after": "3"}) == 3.0
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    in_20_s = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=20), usegmt=True)
-    assert 17 <= retry_after_seconds({"retry-after": in_20_s}) <= 20  # type: ignore[operator]
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    in_20_s = format_datetime(now + timedelta(seconds=20), usegmt=True)
+    assert 17 <= retry_after_seconds({"retry-after": in_20_s}, now=now.timestamp()) <= 20  # type: ignore[operator]
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
 
@@ -607,3 +632,165 @@ def test_a_slow_submit_still_reports_the_time_going_by(
     make_engine().generate(request_, progress=lambda f, text: seen.append(text))
     assert seen[0].startswith("uploading 1024x576 image")
     assert any(text.startswith("uploading") and text.endswith(", 1 s") for text in seen)
+
+
+# ---------------------------------------------------------------------- idempotent submit and cancel
+
+
+def test_each_generation_sends_one_idempotency_key_on_every_retry_of_its_submit(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    server = fake_protocol_server
+    server.submit(error(503, "busy"), submitted(), submitted())
+    server.poll(video_raw(tiny_mp4()), video_raw(tiny_mp4()))
+    engine = make_engine()
+    engine.generate(request_)
+    engine.generate(request_)
+    first, retry, second = server.idempotency_keys
+    assert first and first == retry  # a retried submit can be recognised as the same job
+    assert second and second != first  # a new generation is a new job
+
+
+def test_stability_gets_no_idempotency_key(fake_protocol_server: FakeProtocolServer, request_: VideoRequest) -> None:
+    fake_protocol_server.poll(video_raw(tiny_mp4()))
+    with RemoteEngine("https://api.stability.ai", KEY, transport=StabilityRedirect(fake_protocol_server)) as engine:
+        engine.generate(request_)
+    assert fake_protocol_server.idempotency_keys == [None]
+
+
+def _stop_when_waiting(clock: FakeClock) -> Callable[[], bool]:
+    """A cancel callable that says stop 0.2 s into the engine's first pause after the first poll."""
+    stop = threading.Event()
+    clock.call_at(clock.now() + 0.2, stop.set)
+    return stop.is_set
+
+
+@pytest.mark.parametrize("api_version", ["v2beta", "v2alpha"])
+def test_a_stop_after_the_submit_cancels_the_job_on_the_server(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    clock: FakeClock,
+    api_version: str,
+) -> None:
+    server = fake_protocol_server
+    server.poll_default = accepted(retry_after=30)
+    with pytest.raises(errors.CancelledError):
+        make_engine(api_version=api_version).generate(request_, cancel=_stop_when_waiting(clock))
+    (cancel,) = server.cancels
+    prefix = "/v2beta/image-to-video" if api_version == "v2beta" else "/v2alpha/generation/image-to-video"
+    assert (cancel.method, cancel.path) == ("DELETE", f"{prefix}/result/{JOB_ID}")
+    assert cancel.headers["authorization"] == f"Bearer {KEY}"
+    assert len(server.polls) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [error(404, "not_found"), error(405, "method_not_allowed"), error(409, "conflict"), drop(), error(500)],
+    ids=["404", "405", "409", "dropped", "500"],
+)
+def test_a_cancel_the_server_does_not_take_still_ends_in_cancelled(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    clock: FakeClock,
+    answer: Answer,
+) -> None:
+    server = fake_protocol_server
+    server.poll_default = accepted(retry_after=30)
+    server.cancel(answer, answer, answer)
+    with pytest.raises(errors.CancelledError):
+        make_engine(max_retries=2).generate(request_, cancel=_stop_when_waiting(clock))
+    assert len(server.cancels) == 1  # best effort: one try, so a stop is not held up
+
+
+def test_stability_is_never_sent_a_cancel(
+    fake_protocol_server: FakeProtocolServer, request_: VideoRequest, clock: FakeClock
+) -> None:
+    fake_protocol_server.poll_default = accepted()
+    engine = RemoteEngine("https://api.stability.ai", KEY, transport=StabilityRedirect(fake_protocol_server))
+    stop = threading.Event()
+    clock.call_at(clock.now() + 10.5, stop.set)  # during the 10 s pause after the first poll
+    with pytest.raises(errors.CancelledError):
+        engine.generate(request_, cancel=stop.is_set)
+    assert len(fake_protocol_server.polls) == 1 and fake_protocol_server.cancels == []
+
+
+def test_ctrl_c_while_polling_cancels_the_job_and_goes_on_as_ctrl_c(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll_default = accepted(retry_after=30)
+
+    def progress(fraction: float | None, text: str) -> None:
+        if text.startswith("running on the server"):
+            raise KeyboardInterrupt  # as Python raises it in the main thread
+
+    with pytest.raises(KeyboardInterrupt):
+        make_engine().generate(request_, progress=progress)
+    assert [c.job_id for c in fake_protocol_server.cancels] == [JOB_ID]
+
+
+def test_a_job_cancelled_on_the_server_is_cancelled_error_with_the_servers_message(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(accepted(), error(410, "cancelled", "the job was cancelled by its owner"))
+    with pytest.raises(errors.CancelledError) as caught:
+        make_engine().generate(request_)
+    assert JOB_ID in caught.value.message and "cancelled" in caught.value.message
+    assert caught.value.details == ["the job was cancelled by its owner"]
+    assert fake_protocol_server.cancels == []  # nothing to cancel: the server already did
+
+
+def test_410_for_any_other_reason_is_a_job_gone(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(error(410, "gone"))
+    with pytest.raises(errors.NotFoundError):
+        make_engine().generate(request_)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls", "says"),
+    [
+        (error(404, "not_found"), errors.NotFoundError, "was not found"),
+        (error(409, "conflict", "job already succeeded"), errors.ConflictError, "already finished"),
+        (error(405, "method_not_allowed"), errors.ServiceError, "does not offer cancelling jobs"),
+        (error(401, "unauthorized"), errors.AuthenticationError, "refused the API key"),
+    ],
+)
+def test_cancel_job_says_why_the_server_refused(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    answer: Answer,
+    cls: type[errors.Img2VidError],
+    says: str,
+) -> None:
+    fake_protocol_server.cancel(answer)
+    with pytest.raises(cls) as caught:
+        make_engine().cancel_job("job-7")
+    assert says in caught.value.message and type(caught.value) is cls
+    assert [c.job_id for c in fake_protocol_server.cancels] == ["job-7"]
+
+
+def test_cancel_job_retries_a_refused_delete_and_returns_on_200(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory
+) -> None:
+    fake_protocol_server.cancel(error(503, "busy"))
+    make_engine().cancel_job(JOB_ID)
+    assert len(fake_protocol_server.cancels) == 2
+
+
+@pytest.mark.parametrize("job_id", ["", "a/b", "x" * 129, "id with space"])
+def test_cancel_job_refuses_an_id_that_is_not_one(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, job_id: str
+) -> None:
+    with pytest.raises(errors.InvalidInputError) as caught:
+        make_engine().cancel_job(job_id)
+    assert caught.value.field == "id" and fake_protocol_server.requests == []
+
+
+def test_cancel_job_refuses_stability(fake_protocol_server: FakeProtocolServer) -> None:
+    engine = RemoteEngine("https://api.stability.ai", KEY, transport=StabilityRedirect(fake_protocol_server))
+    with pytest.raises(errors.InvalidInputError, match="offers no way to cancel"):
+        engine.cancel_job(JOB_ID)
+    assert fake_protocol_server.requests == []

@@ -14,7 +14,7 @@ from support.server_harness import V2BETA, auth, submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
-from img2vid.server.store import JobStore
+from img2vid.jobs.store import JobStore
 
 
 def test_a_clean_stop_requeues_the_running_job_and_the_next_start_finishes_it(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_a_clean_stop_requeues_the_running_job_and_the_next_start_finishes_it(tm
         waiting = submit(client, key, seed=22).json()["id"]
         assert engine.started.wait(10)
     store = JobStore(ServerSettings(data=tmp_path).store_url())
-    assert store.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0}
+    assert store.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
     store.close()
 
     again = create_app(ServerSettings(data=tmp_path), engine=FakeEngine())
@@ -69,17 +69,17 @@ def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:
         while sum(store.counts().values()):  # the row exists from the submit until the sweep
             assert time.monotonic() < deadline, store.counts()
             time.sleep(0.02)
-        assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0}
+        assert store.counts() == {"queued": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
 
 
 def test_a_job_running_at_every_crash_is_failed_after_max_attempts_not_rerun_forever(tmp_path: Path) -> None:
-    from img2vid.server.store import MAX_ATTEMPTS
+    from img2vid.jobs.store import MAX_ATTEMPTS
 
     store = JobStore(ServerSettings(data=tmp_path).store_url())
     try:
-        poison = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        poison, _ = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
         for crash in range(1, MAX_ATTEMPTS + 1):
-            assert store.claim_next().id == poison  # a server takes the job ... and dies running it
+            assert store.claim_next().job.id == poison  # a server takes the job ... and dies running it
             requeued = store.requeue_running()
             assert requeued == (1 if crash < MAX_ATTEMPTS else 0)
         status = store.status(poison)
@@ -90,15 +90,16 @@ def test_a_job_running_at_every_crash_is_failed_after_max_attempts_not_rerun_for
 
 
 def test_clean_stops_do_not_count_towards_the_crash_limit(tmp_path: Path) -> None:
-    from img2vid.server.store import MAX_ATTEMPTS
+    from img2vid.jobs.store import MAX_ATTEMPTS
 
     store = JobStore(ServerSettings(data=tmp_path).store_url())
     try:
-        job = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        job, _ = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
         for _ in range(MAX_ATTEMPTS + 1):
-            assert store.claim_next().id == job
-            store.requeue(job)  # a clean stop mid-job
-        assert store.claim_next().id == job
+            claim = store.claim_next()
+            assert claim.job.id == job
+            store.release(job, claim.token)  # a clean stop mid-job
+        assert store.claim_next().job.id == job
         assert store.requeue_running() == 1  # one crash: still re-queued
         assert store.status(job).status == "queued"
     finally:

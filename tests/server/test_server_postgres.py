@@ -15,7 +15,7 @@ from support.server_harness import submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
-from img2vid.server.store import JobStore
+from img2vid.jobs.store import JobStore
 
 pytestmark = pytest.mark.services
 
@@ -46,15 +46,21 @@ def postgres_url() -> Iterator[str]:
 def test_the_store_claims_each_job_once_and_recovers_running_ones(postgres_url: str) -> None:
     store = JobStore(postgres_url)
     try:
-        ids = [store.add_job(owner="o", image=b"x", seed=i + 1, params={"cfg_scale": 1.8}, route="v2beta") for i in range(3)]
+        ids = [
+            store.add_job(owner="o", image=b"x", seed=i + 1, params={"cfg_scale": 1.8}, route="v2beta")[0] for i in range(3)
+        ]
         first = store.claim_next()
-        assert first is not None and first.id == ids[0] and first.seed == 1 and first.params == {"cfg_scale": 1.8}
-        assert store.counts() == {"queued": 2, "running": 1, "done": 0, "failed": 0}
+        assert first is not None and first.job.id == ids[0] and first.job.seed == 1
+        assert first.job.params == {"cfg_scale": 1.8}
+        assert store.counts() == {"queued": 2, "running": 1, "done": 0, "failed": 0, "cancelled": 0}
         assert store.requeue_running() == 1
         claimed = [store.claim_next() for _ in range(3)]
-        assert sorted(job.id for job in claimed) == sorted(ids) and store.claim_next() is None
-        assert store.finish(ids[0], video=b"mp4", seed=1, finish_reason="SUCCESS", ttl=60)
-        assert not store.finish(ids[0], video=b"other", seed=1, finish_reason="SUCCESS", ttl=60)
+        assert sorted(claim.job.id for claim in claimed) == sorted(ids) and store.claim_next() is None
+        mine = next(claim for claim in claimed if claim.job.id == ids[0])
+        assert mine.token == first.token + 1  # the second lease on the job has a newer token
+        assert not store.finish(ids[0], first.token, video=b"stale", seed=1, finish_reason="SUCCESS", ttl=60)
+        assert store.finish(ids[0], mine.token, video=b"mp4", seed=1, finish_reason="SUCCESS", ttl=60)
+        assert not store.finish(ids[0], mine.token, video=b"other", seed=1, finish_reason="SUCCESS", ttl=60)
         assert store.result(ids[0]).video == b"mp4"
     finally:
         store.close()

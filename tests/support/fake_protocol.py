@@ -1,9 +1,10 @@
 """A scripted fake of Stability's image-to-video protocol: a real HTTP server on 127.0.0.1.
 
 Tests script what the server answers, one answer per request, and read back every request it received, so
-they can assert what a client sent (``exactly one submit``, the form fields, the headers) and how it
-behaved (retries, polling intervals). It speaks both route generations. It never checks a key: tests
-script a 401 when they want one.
+they can assert what a client sent (``exactly one submit``, the form fields, the headers, the
+``Idempotency-Key`` of each submit) and how it behaved (retries, polling intervals, a cancel). It speaks
+both route generations, and img2vid's cancel route (``DELETE`` on the result route). It never checks a
+key: tests script a 401 when they want one.
 
     server = FakeProtocolServer().start()
     server.submit(error(500), submitted("abc"))        # first submit fails, the retry gets an id
@@ -11,9 +12,14 @@ script a 401 when they want one.
     ...                                                  # point a client at server.url
     assert len(server.submits) == 2
 
-When a queue runs dry the server falls back to ``submit_default`` (an id) and ``poll_default`` (a 500 that
-says the script ran out), so a test that forgets an answer fails loudly instead of hanging. Set
-``poll_default = accepted()`` for a job that never ends.
+When a queue runs dry the server falls back to ``submit_default`` (an id), ``poll_default`` (a 500 that
+says the script ran out) and ``cancel_default`` (``None``: the contract's 200 for the id asked about), so a
+test that forgets an answer fails loudly instead of hanging. Set ``poll_default = accepted()`` for a job
+that never ends.
+
+Time: ``clock`` (real by default) stamps each request and takes each answer's ``delay``; give it the
+engine's fake clock (tests/support/clock.py) and a ``delay`` costs no real time. ``held()`` answers only
+once the test calls ``release()`` (or the server stops): a request in flight for as long as a test needs.
 
 Use the ``fake_protocol_server`` fixture (tests/conftest.py) to get a started server that stops itself.
 """
@@ -51,12 +57,14 @@ __all__ = [
     "truncated",
     "StabilityRedirect",
     "tiny_mp4",
+    "cancelled",
+    "held",
 ]
 
 #: The id ``submitted()`` answers with by default: 64 hex characters, like the hosted service's.
 JOB_ID = "a1b2c3d4" * 8
 
-#: Route generation -> (submit path, poll path prefix).
+#: Route generation -> (submit path, poll path prefix); a cancel is ``DELETE`` on the poll path.
 ROUTES: dict[str, tuple[str, str]] = {
     "v2beta": ("/v2beta/image-to-video", "/v2beta/image-to-video/result/"),
     "v2alpha": ("/v2alpha/generation/image-to-video", "/v2alpha/generation/image-to-video/result/"),
@@ -68,8 +76,9 @@ class Answer:
     """One scripted answer.
 
     ``action`` is ``"respond"`` (send status, headers, body), ``"drop"`` (close the connection without
-    a word) or ``"truncate"`` (send the status and headers promising the whole body, then half the body,
-    then close). ``delay`` waits before answering, for clients that must give up or be cancelled.
+    a word), ``"truncate"`` (send the status and headers promising the whole body, then half the body,
+    then close) or ``"hold"`` (respond only once the test calls ``release()``). ``delay`` is how long the
+    server takes to answer, on the server's clock, for clients that must give up or be cancelled.
     """
 
     status: int = 200
@@ -87,12 +96,12 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
-    kind: str  # "submit", "poll" or "other"
+    kind: str  # "submit", "poll", "cancel" or "other"
     generation: str | None  # "v2beta", "v2alpha" or None
     job_id: str | None = None
     form: dict[str, str] = field(default_factory=dict)  # text fields of a multipart submit
     files: dict[str, tuple[str | None, str, bytes]] = field(default_factory=dict)  # name -> (filename, type, data)
-    time: float = 0.0  # time.monotonic() when the request arrived
+    time: float = 0.0  # the server's clock when the request arrived
 
 
 # ---------------------------------------------------------------------- answer makers
@@ -156,6 +165,17 @@ def error(status: int, name: str | None = None, *messages: str, retry_after: str
     return _json(status, payload, headers)
 
 
+def cancelled(job_id: str = JOB_ID) -> Answer:
+    """200 on cancel: ``{"id": job_id, "status": "cancelled"}``."""
+    return _json(200, {"id": job_id, "status": "cancelled"})
+
+
+def held(answer: Answer | None = None) -> Answer:
+    """``answer`` (a 202 by default) sent only once the test calls ``server.release()``."""
+    base = answer or accepted()
+    return Answer(status=base.status, headers=dict(base.headers), body=base.body, action="hold")
+
+
 def drop() -> Answer:
     """Close the connection without answering (a crash, a proxy cutting the line)."""
     return Answer(action="drop")
@@ -199,16 +219,29 @@ class _QuietServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class _RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class FakeProtocolServer:
     """The scripted server. Thread-safe: the client may run in another thread than the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any = None) -> None:
         self._lock = threading.Condition()
         self._submit_answers: deque[Answer] = deque()
         self._poll_answers: deque[Answer] = deque()
+        self._cancel_answers: deque[Answer] = deque()
         self.requests: list[RecordedRequest] = []
         self.submit_default: Answer = submitted()
         self.poll_default: Answer = error(500, "script_exhausted", "the fake server has no more scripted polls")
+        self.cancel_default: Answer | None = None
+        #: ``now()`` stamps each request; ``sleep(s)`` takes an answer's ``delay``.
+        self.clock: Any = clock or _RealClock()
+        self._released = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -226,6 +259,16 @@ class FakeProtocolServer:
             self._poll_answers.extend(answers)
         return self
 
+    def cancel(self, *answers: Answer) -> FakeProtocolServer:
+        """Queue answers for the next cancels (``DELETE`` on a result route), in order."""
+        with self._lock:
+            self._cancel_answers.extend(answers)
+        return self
+
+    def release(self) -> None:
+        """Let every held answer go, now and from now on."""
+        self._released.set()
+
     # -- reading back
 
     @property
@@ -238,8 +281,18 @@ class FakeProtocolServer:
         with self._lock:
             return [r for r in self.requests if r.kind == "poll"]
 
+    @property
+    def cancels(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.kind == "cancel"]
+
+    @property
+    def idempotency_keys(self) -> list[str | None]:
+        """The ``Idempotency-Key`` header of each submit, in order (``None`` where there was none)."""
+        return [r.headers.get("idempotency-key") for r in self.submits]
+
     def wait_for(self, kind: str, count: int = 1, timeout: float = 5.0) -> bool:
-        """Block until ``count`` requests of ``kind`` ("submit", "poll") arrived; False on timeout."""
+        """Block until ``count`` requests of ``kind`` ("submit", "poll", "cancel") arrived; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while sum(1 for r in self.requests if r.kind == kind) < count:
@@ -279,6 +332,9 @@ class FakeProtocolServer:
             def do_POST(self) -> None:  # noqa: N802
                 server._handle(self)
 
+            def do_DELETE(self) -> None:  # noqa: N802
+                server._handle(self)
+
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -288,6 +344,7 @@ class FakeProtocolServer:
         return self
 
     def stop(self) -> None:
+        self._released.set()  # a held answer must not keep a handler thread alive
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -305,10 +362,10 @@ class FakeProtocolServer:
         for generation, (submit_path, poll_prefix) in ROUTES.items():
             if method == "POST" and path == submit_path:
                 return "submit", generation, None
-            if method == "GET" and path.startswith(poll_prefix):
+            if method in ("GET", "DELETE") and path.startswith(poll_prefix):
                 job_id = path[len(poll_prefix) :]
                 if re.fullmatch(r"[^/]+", job_id):
-                    return "poll", generation, job_id
+                    return ("poll" if method == "GET" else "cancel"), generation, job_id
         return "other", None, None
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
@@ -328,7 +385,7 @@ class FakeProtocolServer:
             job_id=job_id,
             form=form,
             files=files,
-            time=time.monotonic(),
+            time=self.clock.now(),
         )
         with self._lock:
             self.requests.append(record)
@@ -336,15 +393,21 @@ class FakeProtocolServer:
                 answer = self._submit_answers.popleft() if self._submit_answers else self.submit_default
             elif kind == "poll":
                 answer = self._poll_answers.popleft() if self._poll_answers else self.poll_default
+            elif kind == "cancel":
+                if self._cancel_answers:
+                    answer = self._cancel_answers.popleft()
+                else:
+                    answer = self.cancel_default or cancelled(job_id or "")
             else:
                 answer = error(404, "not_found", f"no route {handler.command} {path}")
             self._lock.notify_all()
         self._send(handler, answer)
 
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, answer: Answer) -> None:
+    def _send(self, handler: BaseHTTPRequestHandler, answer: Answer) -> None:
         if answer.delay:
-            time.sleep(answer.delay)
+            self.clock.sleep(answer.delay)
+        if answer.action == "hold":
+            self._released.wait()
         if answer.action == "drop":
             handler.close_connection = True
             try:

@@ -85,8 +85,8 @@ def create_key_cli(data: Path, name: str = "test") -> str:
 def create_key_direct(data: Path, name: str = "test") -> str:
     """A key written straight into the store in ``data`` (faster than the CLI, for tests not about it)."""
     from img2vid.server.keys import create_key
-    from img2vid.server.settings import ServerSettings
-    from img2vid.server.store import JobStore
+    from img2vid.jobs.settings import ServerSettings
+    from img2vid.jobs.store import JobStore
 
     store = JobStore(ServerSettings(data=data).store_url())
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import typer
 
+from .cancel import cancel
 from .generate import generate
 from .keys import keys_app
 from .serve import serve
+from .worker import worker
 
 app = typer.Typer(
     name="img2vid",
@@ -21,7 +23,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command(name="generate")(generate)
+app.command(name="cancel")(cancel)
 app.command(name="serve")(serve)
+app.command(name="worker")(worker)
 app.add_typer(keys_app, name="keys")
 
 

@@ -1,7 +1,8 @@
 """Exit codes and error lines: how the CLI speaks the error tree.
 
-0 success, 2 invalid input, 3 authentication or permission, 4 not found or expired, 5 timeout,
-6 service or connection error, 130 cancelled, 1 a bug in img2vid itself.
+0 success, 2 invalid input (or a job already past what was asked: cancelling a finished job), 3
+authentication or permission, 4 not found or expired, 5 timeout, 6 service or connection error, 130
+cancelled, 1 a bug in img2vid itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXIT_CODES: tuple[tuple[type[errors.Img2VidError], int], ...] = (
     (errors.InvalidInputError, 2),
     (errors.ModelError, 2),
     (errors.UnprocessableError, 2),
+    (errors.ConflictError, 2),
     (errors.AuthenticationError, 3),
     (errors.PermissionDeniedError, 3),
     (errors.InsufficientCreditsError, 3),
@@ -49,7 +51,7 @@ def exit_code_for(error: BaseException) -> int:
 def report_error(error: BaseException, *, debug: bool = False, console: Console | None = None) -> int:
     """Print the error as one or two lines on stderr (a traceback too with ``debug``); return its exit code."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    from ..engines.remote._redact import redact  # no key ever reaches the terminal, whatever raised
+    from ..redact import redact  # no key ever reaches the terminal, whatever raised
 
     if debug:  # the messages of every exception in the chain, a library's included, are masked too
         sys.stderr.write(redact("".join(traceback.format_exception(error))))

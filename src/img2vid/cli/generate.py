@@ -105,7 +105,7 @@ def _format_for(output: str | None, fmt: OutputFormat | None) -> str:
 
 def _enable_debug_logging() -> logging.Handler:
     """Debug lines of img2vid and httpx on stderr; they pass through the key-redacting filter."""
-    from ..engines.remote._redact import install_log_filter
+    from ..redact import install_log_filter
 
     install_log_filter()
     handler = logging.StreamHandler(sys.stderr)

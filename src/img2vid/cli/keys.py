@@ -32,7 +32,7 @@ DataOption = Annotated[
 def _with_store(data: Path | None, action: Callable[[Any], T], err: Console) -> T:
     """Run ``action`` on the data folder's store, always closing it; any failure leaves as an exit code."""
     try:
-        from ..server.settings import load_settings
+        from ..jobs.settings import load_settings
 
         store = load_settings(data=data).open_store()
         try:

@@ -8,13 +8,33 @@ the command runs, so ``img2vid --help`` stays fast. This module must never print
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .exits import report_error
 
-__all__ = ["serve"]
+if TYPE_CHECKING:
+    from ..jobs.settings import ServerSettings
+
+__all__ = ["serve", "check_services"]
+
+
+def check_services(settings: "ServerSettings") -> None:
+    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job)."""
+    from ..errors import ServiceError
+    from ..jobs.celery_app import make_celery, masked
+
+    settings.open_store().close()
+    if settings.broker_url:
+        app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
+        except Exception as error:  # noqa: BLE001 - kombu raises many kinds; all mean "unreachable"
+            raise ServiceError(
+                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): {type(error).__name__}"
+            ) from None
 
 
 def serve(
@@ -28,6 +48,10 @@ def serve(
         typer.Option(help="Local model: a hub id, a diffusers folder, a .safetensors file, or 'tiny' (offline smoke runs)."),
     ] = None,
     workers: Annotated[Optional[int], typer.Option(help="Jobs run at once, each on its own warm engine (default 1).")] = None,
+    dispatch: Annotated[
+        Optional[str],
+        typer.Option(help="embedded: run jobs here (default); celery: hand them to 'img2vid worker' processes (loads no model)."),
+    ] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
     speed: Annotated[
         Optional[str],
@@ -48,15 +72,16 @@ def serve(
     try:
         import uvicorn
 
+        from ..jobs.embedded import warm_engines
+        from ..jobs.engines import engine_factory_for
+        from ..jobs.settings import load_settings
         from ..server import create_app
-        from ..server.app import engine_factory_for
-        from ..server.dispatch import warm_engines
-        from ..server.settings import load_settings
 
         settings = load_settings(
             data=data,
             model=model,
             workers=workers,
+            dispatch=dispatch,
             device=device,
             speed=speed,
             memory=memory,
@@ -65,12 +90,17 @@ def serve(
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
-        # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is a
-        # plain error and an exit code, and the first job does not wait for a compile; progress is logged.
-        _log_engine_progress()
-        engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
-        app = create_app(settings, engine_factory=lambda: next(engines))
-        typer.echo(f"img2vid server on http://{host}:{port} (data in {settings.data})", err=True)
+        if settings.dispatch == "embedded":
+            # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
+            # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
+            _log_engine_progress()
+            engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
+            app = create_app(settings, engine_factory=lambda: next(engines))
+        else:
+            check_services(settings)
+            app = create_app(settings)
+        where = "jobs run by img2vid workers" if settings.dispatch == "celery" else f"data in {settings.data}"
+        typer.echo(f"img2vid server on http://{host}:{port} ({where})", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
         raise typer.Exit(report_error(error, debug=debug)) from None

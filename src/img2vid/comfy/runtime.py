@@ -23,6 +23,7 @@ from typing import Any
 from .. import errors
 from ..config import ENV_API_KEY, ENV_STABILITY_API_KEY, load_config
 from ..engines.base import Engine
+from ..redact import redact
 from ..request import VideoRequest
 from ..video import Video
 
@@ -44,8 +45,6 @@ PROGRESS_STEPS = 100
 
 #: How often, at most, the elapsed-time text is refreshed while the engine gives no fraction.
 TEXT_INTERVAL = 1.0
-
-_REDACTED = "********"
 
 
 class NodeError(RuntimeError):
@@ -77,9 +76,7 @@ def known_secrets(*explicit: str | None) -> list[str]:
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
+    return redact(text, secrets)  # the core's one redaction, with every key this process could send
 
 
 def node_message(error: BaseException, secrets: Sequence[str] = ()) -> str:

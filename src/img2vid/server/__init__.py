@@ -8,6 +8,6 @@ Importing this package imports FastAPI and SQLAlchemy; ``import img2vid`` never 
 from __future__ import annotations
 
 from .app import create_app
-from .settings import ServerSettings
+from ..jobs.settings import ServerSettings
 
 __all__ = ["create_app", "ServerSettings"]

@@ -9,8 +9,6 @@ module must never import torch itself: only the engine factory does, when the ap
 from __future__ import annotations
 
 import gc
-import importlib
-import os
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,20 +19,22 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .. import __version__
-from ..engines.base import Engine
 from ..errors import InvalidInputError
+from ..engines.base import Engine
 from .deps import ServerState, StateDep
-from .dispatch import Dispatcher, EmbeddedDispatcher, EngineFactory, ExpirySweeper
+from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
+from ..jobs.engines import engine_factory_for
+from ..jobs.runner import RunOptions
 from .errors import install_error_handlers
 from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .ratelimit import RateLimiter
 from .routes import router
-from .settings import ServerSettings, load_settings
+from ..jobs.settings import ServerSettings, load_settings
 from .statuscache import StatusCache
-from .store import QUEUED
+from ..jobs.store import QUEUED
 
-__all__ = ["create_app", "engine_factory_for"]
+__all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
 
 log = logging.getLogger("img2vid.server")
 
@@ -42,41 +42,42 @@ log = logging.getLogger("img2vid.server")
 _PLAYGROUND = Path(__file__).with_name("static") / "playground.html"
 
 
-def engine_factory_for(settings: ServerSettings) -> EngineFactory:
-    """The engine each worker gets: ``settings.engine_factory`` if set, else the local engine."""
-    if settings.engine_factory:
-        module_name, _, attr = settings.engine_factory.partition(":")
-        if not module_name or not attr:
-            raise InvalidInputError.for_field("engine_factory", settings.engine_factory, "module:callable")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+def make_dispatcher(
+    settings: ServerSettings,
+    store: Any,
+    engine_factory: EngineFactory | None,
+    *,
+    metrics: ServerMetrics,
+    on_change: Any,
+) -> Dispatcher:
+    """The dispatcher ``settings.dispatch`` names: worker threads here, or Celery workers elsewhere."""
+    from ..jobs.worker import default_worker_name
+
+    options = RunOptions(
+        worker=default_worker_name(),
+        lease_seconds=settings.lease_seconds,
+        result_ttl=settings.result_ttl,
+        job_timeout=settings.job_timeout,
+    )
+    if settings.dispatch == "celery":
+        from ..jobs.celery_dispatch import CeleryDispatcher
+
+        if not settings.broker_url:
             raise InvalidInputError(
-                f"engine_factory {settings.engine_factory!r} cannot be imported: {exc}", field="engine_factory"
-            ) from exc
-        return factory
-
-    def local() -> Engine:
-        from ..engines.local import DEFAULT_MODEL, LocalEngine
-
-        model = settings.model or DEFAULT_MODEL
-        if settings.workers <= 1:
-            engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
-        else:
-            engine = LocalEngine(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
-        if str(engine.device).startswith("cpu"):
-            _leave_a_core_for_requests(settings.engine_threads)
-        return engine
-
-    return local
-
-
-def _leave_a_core_for_requests(threads: int | None) -> None:
-    """On a CPU-only machine, torch would take every core and polls would queue behind the model: keep
-    one core for answering requests (measured in bench/results/server.md)."""
-    import torch
-
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
+                "broker_url (IMG2VID_BROKER_URL) is required with dispatch=celery, e.g. redis://host:6379/0",
+                field="broker_url",
+                allowed="a Celery broker URL (redis://host:6379/0)",
+            )
+        return CeleryDispatcher(store, settings.broker_url, options=options, sweep_interval=settings.sweep_interval)
+    return EmbeddedDispatcher(
+        store,
+        engine_factory or engine_factory_for(settings),
+        workers=settings.workers,
+        options=options,
+        sweep_interval=settings.sweep_interval,
+        on_change=on_change,
+        on_outcome=metrics.observe_outcome,
+    )
 
 
 def create_app(
@@ -89,18 +90,15 @@ def create_app(
     """The server app. Its workers start when the app starts (lifespan) and stop with it."""
     settings = settings or load_settings()
     store = settings.open_store()
-    metrics = ServerMetrics(store)
+    metrics = ServerMetrics(store, live_within=settings.lease_seconds)
     statuses = StatusCache(store, ttl=settings.status_cache_seconds)
     if dispatcher is None:
         if engine is not None:
             shared = engine
-            factory: EngineFactory = lambda: shared  # noqa: E731
+            factory: EngineFactory | None = lambda: shared  # noqa: E731
         else:
-            factory = engine_factory or engine_factory_for(settings)
-        dispatcher = EmbeddedDispatcher(
-            store, factory, workers=settings.workers, result_ttl=settings.result_ttl, metrics=metrics, on_change=statuses.forget
-        )
-    sweeper = ExpirySweeper(store, settings.sweep_interval)
+            factory = engine_factory
+        dispatcher = make_dispatcher(settings, store, factory, metrics=metrics, on_change=statuses.forget)
     state = ServerState(
         settings=settings,
         store=store,
@@ -113,9 +111,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        store.remove_expired()
         dispatcher.start()
-        sweeper.start()
         # Everything loaded so far (FastAPI, SQLAlchemy, a model) lives as long as the server: keep it out
         # of the garbage collector's scans, which otherwise show up as pauses in poll latency.
         gc.collect()
@@ -123,7 +119,6 @@ def create_app(
         try:
             yield
         finally:
-            sweeper.stop()
             dispatcher.stop()
             store.close()
 
@@ -137,13 +132,32 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and readiness")
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness and readiness",
+        responses={503: {"description": "Starting, or the store or the broker does not answer; the body says which."}},
+    )
     def healthz(state: StateDep) -> JSONResponse:
-        state.store.ping()
+        parts: dict[str, bool] = {}
+        queued: int | None = None
+        try:
+            queued = state.store.counts()[QUEUED]
+            parts["store"] = True
+        except Exception:  # noqa: BLE001 - any failure means "not answering now"
+            parts["store"] = False
+        parts.update(state.dispatcher.health())
         ready = state.dispatcher.ready
-        body: dict[str, Any] = {"status": "ok" if ready else "starting", "version": __version__}
-        body["queued"] = state.store.counts()[QUEUED]
-        return JSONResponse(body, status_code=200 if ready else 503)
+        healthy = ready and all(parts.values())
+        body: dict[str, Any] = {
+            "status": "ok" if healthy else ("starting" if not ready else "degraded"),
+            "version": __version__,
+            "dispatch": state.settings.dispatch,
+            **{name: "ok" if ok else "down" for name, ok in parts.items()},
+        }
+        if queued is not None:
+            body["queued"] = queued
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/", include_in_schema=False)
     def playground() -> HTMLResponse:

@@ -11,13 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from .dispatch import Dispatcher
+from ..jobs.embedded import Dispatcher
 from .keys import KeyChecker
 from .metrics import ServerMetrics
 from .ratelimit import RateLimiter
-from .settings import ServerSettings
+from ..jobs.settings import ServerSettings
 from .statuscache import StatusCache
-from .store import JobStore
+from ..jobs.store import JobStore
 
 __all__ = ["ServerState", "StateDep", "OwnerDep", "get_state"]
 

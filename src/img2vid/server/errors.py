@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import Img2VidError, RateLimitedError, error_for_status
+from ..errors import Img2VidError, error_for_status
 
 __all__ = ["error_body", "error_response", "install_error_handlers"]
 
@@ -29,8 +29,9 @@ def error_body(name: str, messages: list[str]) -> dict[str, object]:
 
 def error_response(error: Img2VidError) -> JSONResponse:
     headers: dict[str, str] = {}
-    if isinstance(error, RateLimitedError) and error.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
     return JSONResponse(
         error_body(error.error_name, [error.message, *error.details]),
         status_code=error.http_status,

@@ -13,7 +13,7 @@ import threading
 import time
 
 from ..errors import AuthenticationError
-from .store import ApiKeyRow, JobStore
+from ..jobs.store import ApiKeyRow, JobStore
 
 __all__ = ["KEY_PREFIX", "new_key", "hash_key", "key_from_header", "KeyChecker", "create_key", "ANONYMOUS"]
 

@@ -19,12 +19,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import NotFoundError
-from ..request import RANGES
+from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..jobs.store import CANCELLED, DONE, FAILED, JobStatus
+from ..request import ENGINE_FIELDS, RANGES
 from .deps import OwnerDep, StateDep
 from .errors import error_body
-from .store import DONE, FAILED, JobStatus
-from ..request import ENGINE_FIELDS
 from .uploads import GENERATION_DEFAULTS, check_fields, check_image, read_submit
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
@@ -42,6 +41,14 @@ class InProgressAnswer(BaseModel):
     id: str
     status: str = Field("in-progress", description="Always 'in-progress' while the job is queued or running.")
     progress: float = Field(0.0, ge=0, le=1, description="img2vid's addition: the fraction done, 0..1.")
+    queue_position: int = Field(
+        0, ge=0, description="img2vid's addition: 0 while the job runs, else 1, 2, 3... in the order jobs will start."
+    )
+
+
+class CancelAnswer(BaseModel):
+    id: str
+    status: str = Field("cancelled", description="Always 'cancelled'.")
 
 
 class JsonVideoAnswer(BaseModel):
@@ -99,12 +106,31 @@ def wants_json(accept: str | None) -> bool:
     return "application/json" in types and not any(t.startswith("video/") for t in types)
 
 
-def _retry_after(status: JobStatus, default: int, ceiling: int) -> int:
+#: The longest an Idempotency-Key may be.
+_IDEMPOTENCY_KEY_MAX = 200
+
+
+def _retry_after(status: JobStatus, position: int, default: int, ceiling: int) -> int:
+    """Seconds until polling again is worth it: from the running job's pace, or its place in the queue."""
+    if position > 0:
+        return int(min(ceiling, default * position))
     if status.started_at is not None and status.progress > 0.02:
         elapsed = time.time() - status.started_at
         left = elapsed * (1.0 - status.progress) / status.progress
         return int(max(1, min(ceiling, round(left))))
     return min(default, ceiling)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > _IDEMPOTENCY_KEY_MAX or not value.isascii() or not value.isprintable():
+        raise InvalidInputError.for_field(
+            "Idempotency-Key", value, f"1 to {_IDEMPOTENCY_KEY_MAX} printable ASCII characters"
+        )
+    return value
 
 
 def _visible(status: JobStatus | None, owner: str) -> JobStatus:
@@ -123,11 +149,20 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         image, fields = await read_submit(request, limit=settings.max_upload_bytes)
         seed, params = check_fields(fields, generation)
         await run_in_threadpool(check_image, image, any_size=settings.any_size, max_pixels=settings.max_pixels)
-        job_id = await run_in_threadpool(
-            state.store.add_job, owner=owner, image=image, seed=seed, params=params, route=generation
+        job_id, created = await run_in_threadpool(
+            state.store.add_job,
+            owner=owner,
+            image=image,
+            seed=seed,
+            params=params,
+            route=generation,
+            idempotency_key=_idempotency_key(request),
+            max_per_owner=settings.max_queued_per_key,
+            max_active=settings.max_queued,
         )
-        state.dispatcher.notify(job_id)
-        state.metrics.jobs_submitted.inc()
+        if created:
+            state.dispatcher.notify(job_id)
+            state.metrics.jobs_submitted.inc()
         return SubmitAnswer(id=job_id)
 
     async def result(id: str, request: Request, state: StateDep, owner: OwnerDep) -> Response:
@@ -136,15 +171,18 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             raise _not_found()
         cached = state.statuses.cached(id)
         status = _visible(cached if cached is not None else await run_in_threadpool(state.statuses.load, id), owner)
-        if status.status == FAILED:
+        if status.status in (FAILED, CANCELLED):
             body = error_body(status.error_name or "internal_error", [status.error_message or "the job failed"])
             return JSONResponse(body, status_code=status.error_status or 500)
         if status.status != DONE:
             settings = state.settings
+            position = await run_in_threadpool(state.store.queue_position, status)
             return JSONResponse(
-                {"id": id, "status": "in-progress", "progress": round(status.progress, 4)},
+                {"id": id, "status": "in-progress", "progress": round(status.progress, 4), "queue_position": position},
                 status_code=202,
-                headers={"retry-after": str(_retry_after(status, settings.retry_after, settings.retry_after_max))},
+                headers={
+                    "retry-after": str(_retry_after(status, position, settings.retry_after, settings.retry_after_max))
+                },
             )
         stored = await run_in_threadpool(state.store.result, id)
         if stored is None:  # removed between the two reads
@@ -159,13 +197,24 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             headers={"finish-reason": stored.finish_reason, "seed": str(stored.seed)},
         )
 
-    return submit, result
+    async def cancel(id: str, state: StateDep, owner: OwnerDep) -> CancelAnswer:
+        if not _JOB_ID.match(id):
+            raise _not_found()
+        outcome = await run_in_threadpool(state.store.cancel, id, owner, ttl=state.settings.result_ttl)
+        if outcome is None:
+            raise _not_found()
+        state.statuses.forget(id)
+        if outcome != CANCELLED:
+            raise ConflictError("the job has already finished: its result (or its error) can be fetched")
+        return CancelAnswer(id=id)
+
+    return submit, result, cancel
 
 
 router = APIRouter()
 
 for _generation, _prefix in GENERATIONS.items():
-    _submit, _result = _make_handlers(_generation)
+    _submit, _result, _cancel = _make_handlers(_generation)
     router.add_api_route(
         _prefix,
         _submit,
@@ -193,4 +242,19 @@ for _generation, _prefix in GENERATIONS.items():
         tags=[_generation],
         name=f"{_generation}_result",
         summary="Fetch a job's result",
+    )
+    router.add_api_route(
+        _prefix + "/result/{id}",
+        _cancel,
+        methods=["DELETE"],
+        response_model=CancelAnswer,
+        responses={409: {"model": ErrorAnswer, "description": "The job already finished."}, 401: {"model": ErrorAnswer}, 404: {"model": ErrorAnswer}},
+        tags=[_generation],
+        name=f"{_generation}_cancel",
+        summary="Cancel a job (img2vid's extension)",
+        description=(
+            "Stops the caller's job: a queued job at once, a running one within a second or one denoising step. "
+            "Its result then answers 410 with the error name 'cancelled'. Cancelling a cancelled job answers 200 "
+            "again; a finished one 409; an unknown id or another key's job 404."
+        ),
     )

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from .store import JobStatus, JobStore
+from ..jobs.store import JobStatus, JobStore
 
 __all__ = ["StatusCache"]
 

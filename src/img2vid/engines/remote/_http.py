@@ -1,135 +1,48 @@
-"""The remote engine's one retry policy and the one place a request is sent.
+"""The one place a request is sent: one attempt, then whatever ``_policy`` decides.
 
-What is retried: connection failures, 408, 429 and 5xx answers, with exponential backoff and jitter, or
-exactly as long as the server's ``Retry-After`` asks (up to a cap), a bounded number of times, never past
-the caller's deadline. What is never retried: a request that is not idempotent (the paid submit) once it
-may have reached the server. A submit is sent again only when the connection was never made, or when the
-server answered 408, 429 or 5xx (it refused the job, so nothing was charged); a broken connection after
-sending, a read timeout or an unreadable 200 end the attempt with an error instead.
-
-Every request runs in a short-lived worker thread while the caller watches ``cancel`` every 0.1 s, so a
-stop is obeyed at once even while a slow server holds the connection. This module never logs headers.
+:meth:`Sender.send` builds a request, runs it through the generation's :class:`~._wait.Waiter` (so cancel
+and the deadline are watched while it is in flight), turns what happened into a ``_policy`` outcome, and
+acts on the decision: hand the answer over, wait and send again, or raise the error ``_errors`` words.
+Per-request httpx timeouts are cut to what is left of the deadline. This module never logs a header, and
+never sends a non-idempotent request again unless ``_policy`` says the server surely did not take it.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable
 
 import httpx
 
 from ... import errors
-from ..base import CANCEL_CHECK_INTERVAL, CancelCheck, raise_if_cancelled, sleep_unless_cancelled
-from ._redact import redact
+from ...redact import redact
+from . import _policy
+from ._errors import connection_error
+from ._policy import RetryPolicy
+from ._wait import LAST_REQUEST_SECONDS, Waiter
 
-__all__ = [
-    "RetryPolicy",
-    "DEFAULT_RETRY_POLICY",
-    "Deadline",
-    "Sender",
-    "retry_after_seconds",
-    "is_retryable_status",
-    "UnreadableAnswerError",
-]
+__all__ = ["Sender", "request_timeouts", "UnreadableAnswerError"]
 
 log = logging.getLogger("img2vid.remote")
-
-T = TypeVar("T")
-
-#: How often a caller waiting on a request hears that time goes by.
-TICK_SECONDS = 1.0
 
 #: Per-request limits; each is also cut to what is left of the caller's deadline.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 WRITE_TIMEOUT = 60.0
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to wait before sending a failed request again."""
-
-    max_retries: int = 2
-    #: The first backoff; it doubles each retry up to ``max_delay``, minus up to ``jitter`` of itself.
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
-    jitter: float = 0.25
-    #: A ``Retry-After`` longer than this is not waited for: the error goes to the caller instead.
-    max_retry_after: float = 60.0
-
-    def backoff(self, retry: int) -> float:
-        """The wait before retry number ``retry`` (0-based) when the server gave no ``Retry-After``."""
-        delay = min(self.initial_delay * (2**retry), self.max_delay)
-        return delay * (1.0 - self.jitter * random.random())
+#: Failures that prove the request never reached the server: always safe to send again.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-def is_retryable_status(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` in seconds: ``retry-after-ms``, a number of seconds, or an HTTP date."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class Deadline:
-    """The caller's total time budget for one generation."""
-
-    def __init__(self, seconds: float, describe: Callable[[], str]) -> None:
-        self.seconds = seconds
-        self.started = time.monotonic()
-        self._end = self.started + seconds
-        self._describe = describe
-
-    def remaining(self) -> float:
-        return self._end - time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def error(self) -> errors.DeadlineExceededError:
-        return errors.DeadlineExceededError(self._describe())
-
-    def timeout(self) -> httpx.Timeout:
-        """Per-request limits, none longer than what is left (but long enough to get one last answer)."""
-        left = max(0.5, self.remaining())
-        return httpx.Timeout(
-            connect=min(CONNECT_TIMEOUT, left),
-            read=min(READ_TIMEOUT, left),
-            write=min(WRITE_TIMEOUT, left),
-            pool=min(CONNECT_TIMEOUT, left),
-        )
+def request_timeouts(remaining: float) -> httpx.Timeout:
+    """Per-request limits, none longer than what is left (but long enough to get one last answer)."""
+    left = max(LAST_REQUEST_SECONDS, remaining)
+    return httpx.Timeout(
+        connect=min(CONNECT_TIMEOUT, left),
+        read=min(READ_TIMEOUT, left),
+        write=min(WRITE_TIMEOUT, left),
+        pool=min(CONNECT_TIMEOUT, left),
+    )
 
 
 class UnreadableAnswerError(Exception):
@@ -139,41 +52,6 @@ class UnreadableAnswerError(Exception):
         super().__init__(str(cause))
         self.response = response
         self.cause = cause
-
-
-#: Failures that prove the request never reached the server: always safe to send again.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _run_interruptibly(
-    call: Callable[[], T], cancel: CancelCheck | None, tick: Callable[[], None] | None = None
-) -> T:
-    """``call()`` in a worker thread, while this thread checks ``cancel`` every 0.1 s and calls ``tick``
-    about once a second (a slow upload still shows the time going by)."""
-    if cancel is None and tick is None:
-        return call()
-    raise_if_cancelled(cancel)
-    box: dict[str, object] = {}
-    done = threading.Event()
-    next_tick = time.monotonic() + TICK_SECONDS
-
-    def work() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="img2vid-remote-request", daemon=True).start()
-    while not done.wait(CANCEL_CHECK_INTERVAL):
-        raise_if_cancelled(cancel)  # the worker finishes on its own within its timeouts
-        if tick is not None and time.monotonic() >= next_tick:
-            tick()
-            next_tick = time.monotonic() + TICK_SECONDS
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
 
 
 class Sender:
@@ -199,8 +77,7 @@ class Sender:
         build: Callable[[httpx.Timeout], httpx.Request],
         *,
         idempotent: bool,
-        deadline: Deadline,
-        cancel: CancelCheck | None,
+        waiter: Waiter,
         what: str,
         on_wait: Callable[[float, str], None] | None = None,
         on_tick: Callable[[], None] | None = None,
@@ -211,76 +88,74 @@ class Sender:
         :class:`~img2vid.errors.ServiceError` for an unreadable success to a non-idempotent request,
         :class:`~img2vid.errors.DeadlineExceededError` and :class:`~img2vid.errors.CancelledError`.
         """
+        deadline = waiter.deadline
         retry = 0
         while True:
             if deadline.expired():
                 raise deadline.error()
-            request = build(deadline.timeout())
-            began = time.monotonic()
+            request = build(request_timeouts(deadline.remaining()))
+            began = waiter.clock.now()
+            failure: httpx.HTTPError | None = None
+            response: httpx.Response | None = None
             try:
-                response = _run_interruptibly(lambda: self._attempt(request), cancel, on_tick)
+                response = waiter.run(lambda: self._attempt(request), on_tick)
             except UnreadableAnswerError as exc:
-                status = exc.response.status_code
-                log.debug("%s %s -> %s, body unreadable: %s", request.method, request.url.path, status, exc.cause)
-                if deadline.expired():
-                    raise deadline.error() from exc.cause
-                if not idempotent and not is_retryable_status(status):
-                    raise errors.ServiceError(
-                        f"the server answered {status} to {what} but the answer could not be read "
-                        f"({type(exc.cause).__name__}); not sending it again, because the server may already "
-                        "have started (and charged for) the job",
-                        status=status,
-                    ) from exc.cause
-                if retry >= self.policy.max_retries:
-                    raise self._connection_error(exc.cause, what) from exc.cause
-                delay = self.policy.backoff(retry)
-                reason = f"answer {status} broken off"
+                log.debug("%s %s -> %s, body unreadable: %s", request.method, request.url.path,
+                          exc.response.status_code, exc.cause)  # fmt: skip
+                failure = exc.cause
+                outcome: _policy.Outcome = _policy.BodyLost(exc.response.status_code)
             except httpx.HTTPError as exc:
                 log.debug("%s %s failed: %s", request.method, request.url.path, redact(repr(exc)))
-                if deadline.expired() and isinstance(exc, httpx.TimeoutException):
-                    raise deadline.error() from exc
-                may_have_arrived = not isinstance(exc, _NEVER_SENT)
-                if may_have_arrived and not idempotent:
-                    happened = (
-                        "did not answer in time"
-                        if isinstance(exc, httpx.TimeoutException)
-                        else "broke the connection"
-                    )
-                    raise errors.ConnectionFailedError(
-                        f"{redact(self.base_url)} {happened} after the request to {what} was sent "
-                        f"({type(exc).__name__}); not sending it again, because the server may already have "
-                        "started (and charged for) the job"
-                    ) from exc
-                if retry >= self.policy.max_retries:
-                    raise self._connection_error(exc, what) from exc
-                delay = self.policy.backoff(retry)
-                reason = type(exc).__name__
-            else:
-                log.debug(
-                    "%s %s -> %s in %.2f s",
-                    request.method,
-                    request.url.path,
-                    response.status_code,
-                    time.monotonic() - began,
+                failure = exc
+                outcome = _policy.NoAnswer(
+                    never_sent=isinstance(exc, _NEVER_SENT),
+                    timed_out=isinstance(exc, httpx.TimeoutException),
+                    kind=type(exc).__name__,
                 )
-                if not is_retryable_status(response.status_code) or retry >= self.policy.max_retries:
-                    return response
-                asked = retry_after_seconds(response.headers)
-                if asked is not None and asked > self.policy.max_retry_after:
-                    return response  # the server wants a longer pause than is worth waiting for here
-                delay = asked if asked is not None else self.policy.backoff(retry)
-                reason = f"HTTP {response.status_code}"
-                if delay >= deadline.remaining():
-                    return response
-            if delay >= deadline.remaining():
-                raise deadline.error()
+            else:
+                log.debug("%s %s -> %s in %.2f s", request.method, request.url.path, response.status_code,
+                          waiter.clock.now() - began)  # fmt: skip
+                outcome = _policy.Answered(response.status_code, _policy.retry_after_seconds(response.headers))
+
+            decision = _policy.after_attempt(
+                outcome, idempotent=idempotent, retry=retry, remaining=deadline.remaining(), policy=self.policy
+            )
+            if isinstance(decision, _policy.Deliver):
+                assert response is not None  # only an answer is delivered
+                return response
+            if isinstance(decision, _policy.GiveUp):
+                raise self._give_up(decision.why, outcome, failure, what, deadline.error) from failure
             retry += 1
-            log.info("%s: %s; retrying in %.1f s (%d/%d)", what, reason, delay, retry, self.policy.max_retries)
+            log.info("%s: %s; retrying in %.1f s (%d/%d)", what, decision.reason, decision.delay, retry,
+                     self.policy.max_retries)  # fmt: skip
             if on_wait is not None:
-                on_wait(delay, f"{reason}; retrying in {delay:.0f} s")
-            sleep_unless_cancelled(delay, cancel)
+                on_wait(decision.delay, f"{decision.reason}; retrying in {decision.delay:.0f} s")
+            waiter.pause(decision.delay)
 
-    def _connection_error(self, exc: httpx.HTTPError, what: str) -> errors.ConnectionFailedError:
-        from ._errors import connection_error
-
-        return connection_error(exc, self.base_url, what=what)
+    def _give_up(
+        self,
+        why: _policy.Why,
+        outcome: _policy.Outcome,
+        failure: httpx.HTTPError | None,
+        what: str,
+        deadline_error: Callable[[], errors.DeadlineExceededError],
+    ) -> errors.Img2VidError:
+        """The error for a request the policy gave up on, worded for the person who sent it."""
+        if why is _policy.Why.DEADLINE or failure is None:
+            return deadline_error()
+        if why is _policy.Why.UNREADABLE_SUCCESS and isinstance(outcome, _policy.BodyLost):
+            return errors.ServiceError(
+                f"the server answered {outcome.status} to {what} but the answer could not be read "
+                f"({type(failure).__name__}); not sending it again, because the server may already "
+                "have started (and charged for) the job",
+                status=outcome.status,
+            )
+        if why is _policy.Why.MAY_HAVE_ARRIVED:
+            timed_out = isinstance(failure, httpx.TimeoutException)
+            happened = "did not answer in time" if timed_out else "broke the connection"
+            return errors.ConnectionFailedError(
+                f"{redact(self.base_url)} {happened} after the request to {what} was sent "
+                f"({type(failure).__name__}); not sending it again, because the server may already have "
+                "started (and charged for) the job"
+            )
+        return connection_error(failure, self.base_url, what=what)

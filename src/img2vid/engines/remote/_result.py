@@ -18,7 +18,7 @@ import httpx
 
 from ... import errors
 from ...video import FINISH_CONTENT_FILTERED, FINISH_SUCCESS, Video
-from ._redact import redact
+from ...redact import redact
 
 __all__ = ["video_from_response", "parse_progress"]
 

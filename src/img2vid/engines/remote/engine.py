@@ -2,12 +2,15 @@
 
 It is the only remote client in img2vid: the CLI, the ComfyUI nodes and library users all reach
 Stability's service or an img2vid server through it. ``generate`` reads top to bottom: fit and encode the
-image, submit once, poll until done, read the result. The retry policy lives in ``_http``, the polling
-loop in ``_polling``, the status-to-error mapping in ``_errors``, the result forms in ``_result``.
+image, submit once, poll until done, read the result; a user's stop after the submit also cancels the job
+on an img2vid server (:meth:`RemoteEngine.cancel_job`). The decisions (retry, wait, give up) live in
+``_policy``, the one wait in ``_wait``, sending in ``_http``, the polling loop in ``_polling``, the error
+wording in ``_errors``, the result forms in ``_result``.
 
 It must never send a second submit once the first may have reached the server (each is a paid job on the
-hosted service), never hand over a filtered result, and never let the API key reach a log record, an
-exception, a repr or a progress text.
+hosted service; an img2vid server also gets an ``Idempotency-Key``, so even a retried submit makes one
+job), never hand over a filtered result, and never let the API key reach a log record, an exception, a
+repr or a progress text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import math
 import re
+import uuid
 from typing import Any, Literal
 
 import httpx
@@ -36,14 +40,17 @@ from ...config import (
 from ...fitting import PROTOCOL_SIZES, FixedSizes
 from ...request import VideoRequest
 from ...video import Video
+from ...redact import MASK, install_log_filter, redact, register_secret
 from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
+from . import _wait
 from ._errors import error_from_response, retired_service_error
-from ._http import DEFAULT_RETRY_POLICY, Deadline, RetryPolicy, Sender
+from ._http import Sender
+from ._policy import DEFAULT_RETRY_POLICY, RetryPolicy, first_poll_wait
 from ._polling import poll_until_done
-from ._redact import MASK, install_log_filter, redact, register_secret
 from ._result import video_from_response
+from ._wait import CancelWatch, Clock, Deadline, Waiter
 
-__all__ = ["RemoteEngine", "ROUTES", "DEFAULT_TIMEOUT", "default_poll_interval"]
+__all__ = ["RemoteEngine", "ROUTES", "DEFAULT_TIMEOUT", "CANCEL_TIMEOUT", "default_poll_interval"]
 
 log = logging.getLogger("img2vid.remote")
 
@@ -62,6 +69,12 @@ STABILITY_POLL_INTERVAL = 10.0
 SERVER_POLL_INTERVAL = 1.0
 #: The protocol's limit on each ``stability-client-*`` header.
 MAX_CLIENT_HEADER = 256
+#: How long ``cancel_job`` may take, retries included.
+CANCEL_TIMEOUT = 10.0
+#: How long the cancel sent after a user's stop may take: one attempt, so the stop is not held up.
+STOP_CANCEL_TIMEOUT = 3.0
+#: The header that makes a retried submit return the first job instead of starting a second one.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
@@ -104,7 +117,9 @@ class RemoteEngine:
     ``$STABILITY_API_KEY`` for Stability's URL), then ``base_url`` / ``api_key`` in the config file.
     ``timeout`` bounds a whole generation; ``poll_interval`` is the pause between polls when the server
     gives no ``Retry-After`` (default 10 s for Stability, 1 s elsewhere); ``max_retries`` bounds the
-    retries of each request (default: ``retry_policy``'s, 2 unless a policy says otherwise). ``transport`` replaces httpx's network transport (tests, proxies).
+    retries of each request (default: ``retry_policy``'s, 2 unless a policy says otherwise). ``transport``
+    replaces httpx's network transport (tests, proxies); ``clock`` is where the engine reads the time and
+    waits (tests pass a fake one; default :data:`~._wait.SYSTEM_CLOCK`).
     """
 
     size_rule: FixedSizes = PROTOCOL_SIZES
@@ -123,8 +138,10 @@ class RemoteEngine:
         api_version: ApiVersion = "v2beta",
         transport: httpx.BaseTransport | None = None,
         retry_policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> None:
         install_log_filter()
+        self._clock: Clock = clock if clock is not None else _wait.SYSTEM_CLOCK
         register_secret(api_key)
         config = load_config()
         self.base_url = resolve_base_url(base_url, config)
@@ -226,10 +243,17 @@ class RemoteEngine:
         progress: ProgressCallback | None = None,
         cancel: CancelCheck | None = None,
     ) -> Video:
-        """Submit the request once, poll until the video is ready, and return it."""
+        """Submit the request once, poll until the video is ready, and return it.
+
+        A stop after the submit (``cancel`` saying so, or Ctrl-C) also asks an img2vid server to cancel
+        the job, best effort, before :class:`~img2vid.errors.CancelledError` (or the ``KeyboardInterrupt``)
+        goes on to the caller.
+        """
         raise_if_cancelled(cancel)
         job: dict[str, str] = {}
-        deadline = Deadline(self.timeout, lambda: self._deadline_message(job.get("id")))
+        stop = CancelWatch(cancel)
+        deadline = Deadline(self.timeout, lambda: self._deadline_message(job.get("id")), self._clock)
+        waiter = Waiter(self._clock, deadline, stop)
 
         def tell(fraction: float | None, text: str) -> None:
             if progress is not None:
@@ -239,69 +263,21 @@ class RemoteEngine:
         image = request.fitted_image(self.size_rule)
         height, width = image.shape[:2]
         png = _png(image)
-        fields = self.form_fields(request)
+        upload = f"{width}x{height} image ({len(png) // 1024} KiB)"
 
         # 2. Submit, exactly once unless the request surely never arrived.
-        submit_path, result_path = ROUTES[self.api_version]
-        uploading = f"uploading {width}x{height} image ({len(png) // 1024} KiB)"
-        tell(None, uploading)
+        fields = self.form_fields(request)
+        job["id"] = job_id = self._submit(png, upload, fields, waiter, tell, ticks=progress is not None)
 
-        def build_submit(timeout: httpx.Timeout) -> httpx.Request:
-            return self._client.build_request(
-                "POST",
-                submit_path,
-                data=fields,
-                files={"image": ("image.png", png, "image/png")},
-                headers={"accept": "application/json"},
-                timeout=timeout,
-            )
-
-        answer = self._sender.send(
-            build_submit,
-            idempotent=False,
-            deadline=deadline,
-            cancel=cancel,
-            what="submit the job",
-            on_wait=lambda delay, text: tell(None, text),
-            on_tick=(lambda: tell(None, f"{uploading}, {deadline.elapsed():.0f} s")) if progress else None,
-        )
-        if answer.status_code != 200:
-            raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
-        job_id = self._job_id(answer)
-        job["id"] = job_id
-        log.info("job %s submitted to %s", job_id, redact(self.base_url))
-
-        # 3. Poll until the result is ready.
-        def build_poll(timeout: httpx.Timeout) -> httpx.Request:
-            return self._client.build_request("GET", result_path.format(id=job_id), timeout=timeout)
-
-        def fetch() -> httpx.Response:
-            return self._sender.send(
-                build_poll,
-                idempotent=True,
-                deadline=deadline,
-                cancel=cancel,
-                what=f"fetch the result of job {job_id}",
-                on_wait=lambda delay, text: tell(None, text),
-            )
-
-        tell(None, "submitted; waiting for the server")
+        # 3. Poll until the result is ready; a stop from here on also cancels the job on the server.
         try:
-            result = poll_until_done(
-                fetch,
-                interval=self.poll_interval,
-                deadline=deadline,
-                cancel=cancel,
-                progress=tell,
-                on_error=lambda response: error_from_response(
-                    response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
-                ),
-                # Stability asked for 10 s between requests; an img2vid server answers a poll cheaply and
-                # may already be done, so it is asked at once.
-                first_wait=self.poll_interval if self.is_stability else 0.0,
-            )
+            result = self._poll(job_id, waiter, tell)
         except errors.CancelledError:
-            log.info("stopped waiting for job %s; the server may still finish it", job_id)
+            if stop.seen:  # the user's stop, not the server saying the job was cancelled
+                self._cancel_after_stop(job_id)
+            raise
+        except KeyboardInterrupt:
+            self._cancel_after_stop(job_id)
             raise
 
         # 4. Read the video, in whichever form the server sent it.
@@ -311,6 +287,125 @@ class RemoteEngine:
         )
         tell(1.0, f"done in {deadline.elapsed():.0f} s")
         return video
+
+    def _submit(
+        self, png: bytes, upload: str, fields: dict[str, str], waiter: Waiter, tell: ProgressCallback, *, ticks: bool
+    ) -> str:
+        """The job id. Every retry carries the same idempotency key, so an img2vid server that did take
+        an earlier attempt returns that job's id instead of starting a second job."""
+        headers = {"accept": "application/json"}
+        if not self.is_stability:
+            headers[IDEMPOTENCY_HEADER] = uuid.uuid4().hex
+        uploading = f"uploading {upload}"
+        tell(None, uploading)
+
+        def build(timeout: httpx.Timeout) -> httpx.Request:
+            return self._client.build_request(
+                "POST",
+                ROUTES[self.api_version][0],
+                data=fields,
+                files={"image": ("image.png", png, "image/png")},
+                headers=headers,
+                timeout=timeout,
+            )
+
+        answer = self._sender.send(
+            build,
+            idempotent=False,
+            waiter=waiter,
+            what="submit the job",
+            on_wait=lambda delay, text: tell(None, text),
+            on_tick=(lambda: tell(None, f"{uploading}, {waiter.deadline.elapsed():.0f} s")) if ticks else None,
+        )
+        if answer.status_code != 200:
+            raise error_from_response(answer, base_url=self.base_url, stage="submit", has_key=self.has_api_key)
+        job_id = self._job_id(answer)
+        log.info("job %s submitted to %s", job_id, redact(self.base_url))
+        return job_id
+
+    def _poll(self, job_id: str, waiter: Waiter, tell: ProgressCallback) -> httpx.Response:
+        """The answer that carries the result; any other end is an error."""
+        path = ROUTES[self.api_version][1].format(id=job_id)
+
+        def fetch() -> httpx.Response:
+            return self._sender.send(
+                lambda timeout: self._client.build_request("GET", path, timeout=timeout),
+                idempotent=True,
+                waiter=waiter,
+                what=f"fetch the result of job {job_id}",
+                on_wait=lambda delay, text: tell(None, text),
+            )
+
+        tell(None, "submitted; waiting for the server")
+        return poll_until_done(
+            fetch,
+            interval=self.poll_interval,
+            waiter=waiter,
+            progress=tell,
+            on_error=lambda response: error_from_response(
+                response, base_url=self.base_url, stage="poll", job_id=job_id, has_key=self.has_api_key
+            ),
+            first_wait=first_poll_wait(
+                is_stability=self.is_stability, interval=self.poll_interval, remaining=waiter.deadline.remaining()
+            ),
+        )
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel_job(self, job_id: str, *, timeout: float = CANCEL_TIMEOUT) -> None:
+        """Ask the server to cancel job ``job_id`` (``DELETE`` on its result route, an img2vid extension).
+
+        Returns once the server answered 200. Raises :class:`~img2vid.errors.NotFoundError` (unknown,
+        expired or another key's job), :class:`~img2vid.errors.ConflictError` (it already finished),
+        :class:`~img2vid.errors.ConnectionFailedError`, :class:`~img2vid.errors.ServiceError` (405: the
+        server offers no cancel), and :class:`~img2vid.errors.InvalidInputError` for Stability's service,
+        which has no such route.
+        """
+        self._cancel(job_id, timeout=timeout, policy=self.retry_policy)
+        log.info("job %s cancelled on %s", job_id, redact(self.base_url))
+
+    def _cancel(self, job_id: str, *, timeout: float, policy: RetryPolicy) -> None:
+        if self.is_stability:
+            raise errors.InvalidInputError(
+                f"{redact(self.base_url)} offers no way to cancel a job; cancelling works against an img2vid "
+                "server",
+                field="base_url",
+            )
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise errors.InvalidInputError.for_field(
+                "id", job_id, "a job id as the server returned it (1 to 128 letters, digits, '.', '_' or '-')"
+            )
+        path = ROUTES[self.api_version][1].format(id=job_id)
+        deadline = Deadline(
+            timeout, lambda: f"{redact(self.base_url)} did not answer the cancel of job {job_id} in time", self._clock
+        )
+        sender = Sender(self._client, policy, self.base_url)
+        answer = sender.send(
+            lambda limits: self._client.build_request(
+                "DELETE", path, headers={"accept": "application/json"}, timeout=limits
+            ),
+            idempotent=True,
+            waiter=Waiter(self._clock, deadline, None),
+            what=f"cancel job {job_id}",
+        )
+        if answer.status_code != 200:
+            raise error_from_response(
+                answer, base_url=self.base_url, stage="cancel", job_id=job_id, has_key=self.has_api_key
+            )
+
+    def _cancel_after_stop(self, job_id: str) -> None:
+        """The user stopped waiting: tell the server, so the job stops using a GPU. Best effort: a server
+        without the route (404, 405), a job that just finished (409), no connection: all are let go."""
+        if self.is_stability:
+            log.info("stopped waiting for job %s; the service may still finish it", job_id)
+            return
+        try:
+            one_try = dataclasses.replace(self.retry_policy, max_retries=0)
+            self._cancel(job_id, timeout=STOP_CANCEL_TIMEOUT, policy=one_try)
+        except errors.Img2VidError as exc:
+            log.info("stopped waiting for job %s; the server did not cancel it (%s)", job_id, exc.message)
+        else:
+            log.info("stopped waiting for job %s; the server cancelled it", job_id)
 
     def _job_id(self, answer: httpx.Response) -> str:
         """The id in a 200 answer to the submit; anything else is an error, never a reason to submit again."""

@@ -1,10 +1,14 @@
-"""Keeping API keys out of every text the remote engine (and httpx under it) produces.
+"""The one redaction of secrets in img2vid: every text a user, a log or a node may see passes through here.
 
 A key given to :func:`register_secret` is replaced by ``********`` in log records of img2vid's and httpx's
-loggers, and :func:`redact` does the same for any text img2vid builds from what a server sent (an error
-body that echoes the authorization header, say), along with authorization-like header values and the
-password in a ``user:password@host`` URL, whoever registered them. This module must never log, print or store a key
-anywhere but the in-memory set it redacts.
+loggers (once :func:`install_log_filter` ran), and :func:`redact` does the same for any text img2vid
+builds: an error body that echoes the authorization header, an exception's message, a progress line. It
+also masks authorization-like header values and the password in a ``user:password@host`` URL, whoever
+registered them, and any further secrets the caller names for one call (the ComfyUI nodes pass every key
+the process could send). The remote engine, the CLI and the ComfyUI nodes all use it; none keeps its own.
+
+It is part of the light core (no httpx, no torch). It must never log, print or store a key anywhere but
+the in-memory set it redacts.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterable
 
-from ...config import mask_url_password
+from .config import mask_url_password
 
 __all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "install_log_filter", "REDACTED_LOGGERS"]
 
@@ -51,13 +56,14 @@ def register_secret(secret: str | None) -> None:
             _secrets.add(secret)
 
 
-def redact(text: str) -> str:
-    """``text`` with every registered secret and every authorization-like header value masked."""
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every registered secret, each of ``secrets``, every authorization-like header value and
+    every URL password masked. ``secrets`` are masked whatever their length: the caller chose them."""
     if not text:
         return text
     with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+        known = _secrets | {s for s in secrets if s}
+    for secret in sorted(known, key=len, reverse=True):  # a longer key that contains a shorter one goes first
         if secret in text:
             text = text.replace(secret, MASK)
     text = mask_url_password(text)

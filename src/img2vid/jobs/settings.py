@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..errors import InvalidInputError, ServiceError
+from ..errors import InvalidInputError, ServiceError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from .store import JobStore
@@ -124,8 +124,10 @@ class ServerSettings(BaseSettings):
                 field="database_url",
                 allowed="a SQLAlchemy URL whose driver is installed (postgresql+psycopg://user:password@host/db)",
             ) from None
-        except DBAPIError as error:
-            raise ServiceError(f"cannot open the job store: {_first_line(error.orig or error)}") from error
+        except (DBAPIError, StoreUnavailableError) as error:
+            cause = error.__cause__ if isinstance(error, StoreUnavailableError) else error
+            detail = getattr(cause, "orig", None) or cause or error
+            raise ServiceError(f"cannot open the job store: {_first_line(detail)}") from error
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,0 +1,49 @@
+"""``img2vid worker``: take jobs from the shared store through the Celery broker and run them on a warm engine.
+
+One job at a time per process; run one per GPU (``CUDA_VISIBLE_DEVICES=N img2vid worker``). Options override
+``IMG2VID_*`` variables, as for ``serve``. The store and the broker are checked before the model loads, so a
+wrong URL is one line and an exit code. This module must never print a URL's password or an API key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .exits import report_error
+
+__all__ = ["worker"]
+
+
+def worker(
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="Local model: a hub id, a diffusers folder, a .safetensors file, or 'tiny' (offline smoke runs)."),
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32, float16 or bfloat16 (default: chosen for the device).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="This worker's name in metrics and logs (default: host:pid).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING.")] = "INFO",
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Run jobs for 'img2vid serve --dispatch celery' front ends (needs IMG2VID_DATABASE_URL and IMG2VID_BROKER_URL)."""
+    try:
+        import logging
+
+        from ..jobs.settings import load_settings
+        from ..jobs.worker import Worker
+        from .serve import check_services
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings = load_settings(model=model, device=device, dtype=dtype, dispatch="celery")
+        if not settings.database_url:
+            typer.echo(
+                "img2vid worker: IMG2VID_DATABASE_URL is not set; the worker uses the local SQLite store, "
+                "which only a server on this machine can share",
+                err=True,
+            )
+        check_services(settings)
+        Worker(settings, name=name).run(loglevel=log_level.upper())
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
+        raise typer.Exit(report_error(error, debug=debug)) from None

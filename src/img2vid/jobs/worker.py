@@ -1,0 +1,117 @@
+"""``img2vid worker``'s body: a Celery worker that runs jobs from the shared store on one warm engine.
+
+One job at a time per process (solo pool: the engine is never used from a forked child after CUDA has
+started), one process per GPU. Each message is a doorbell: the worker claims the next job in fair order from
+the store under a lease, runs it through :class:`~img2vid.jobs.runner.JobRunner`, and acknowledges the
+message after the outcome is written (acks late). A warm shutdown (SIGTERM, Ctrl-C) stops the engine at its
+next step and gives the job back to the queue. This module must never import FastAPI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from .celery_app import QUEUE, TASK_NAME, make_celery
+from .embedded import EngineFactory, warm_engines
+from .engines import engine_factory_for
+from .runner import JobRunner, RunOptions
+from .settings import ServerSettings
+from .store import JobStore
+
+__all__ = ["default_worker_name", "Worker"]
+
+log = logging.getLogger("img2vid.worker")
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """The parts of one worker process; :meth:`run` blocks until the worker is shut down."""
+
+    def __init__(self, settings: ServerSettings, *, name: str | None = None, engine_factory: EngineFactory | None = None) -> None:
+        if not settings.broker_url:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(
+                "broker_url (IMG2VID_BROKER_URL) is required for a worker: the Celery broker the front ends "
+                "publish to, e.g. redis://host:6379/0",
+                field="broker_url",
+                allowed="a Celery broker URL (redis://host:6379/0)",
+            )
+        self.settings = settings
+        self.name = name or default_worker_name()
+        self.store: JobStore = settings.open_store()
+        self.factory = engine_factory or engine_factory_for(settings)
+        self.options = RunOptions(
+            worker=self.name,
+            lease_seconds=settings.lease_seconds,
+            result_ttl=settings.result_ttl,
+            job_timeout=settings.job_timeout,
+        )
+        self.stopping = threading.Event()
+        self.runner = JobRunner(self.store, self.options, stopping=self.stopping.is_set)
+        self.app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
+        self.engine: Any = None
+        self._register_task()
+
+    def _register_task(self) -> None:
+        worker = self
+
+        @self.app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+        def run_job(job_id: str) -> str:
+            return worker.take(job_id)
+
+    def take(self, job_id: str) -> str:
+        """Answer one doorbell: claim the next job in fair order and run it; 'none' when nothing is claimable."""
+        if self.stopping.is_set():
+            return "stopping"
+        try:
+            claim = self.store.claim_next(self.name, lease_seconds=self.options.lease_seconds)
+        except Exception:  # noqa: BLE001 - the store may be down; the reconciler rings again later
+            log.warning("could not claim a job (doorbell %s); the reconciler will ring again", job_id[:12])
+            return "store_unavailable"
+        if claim is None:
+            return "none"
+        log.info("job %s: attempt %d on %s", claim.job.id[:12], claim.attempt, self.name)
+        outcome = self.runner.run(self.engine, claim)
+        log.info("job %s: %s", claim.job.id[:12], outcome)
+        return outcome
+
+    def _presence(self) -> None:
+        interval = max(0.5, self.settings.lease_seconds / 3)
+        while not self.stopping.wait(interval):
+            try:
+                self.store.worker_seen(self.name)
+            except Exception:  # noqa: BLE001 - the store may be down; try again
+                log.debug("presence write failed", exc_info=True)
+
+    def run(self, *, loglevel: str = "INFO") -> None:
+        from celery.signals import worker_shutting_down
+
+        self.engine = warm_engines(self.factory, 1)[0]
+        self.store.worker_seen(self.name)
+        threading.Thread(target=self._presence, name="img2vid-presence", daemon=True).start()
+        worker_shutting_down.connect(lambda **_kw: self.stopping.set(), weak=False)
+        log.info("worker %s ready; waiting for jobs", self.name)
+        self.app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--prefetch-multiplier=1",
+                f"--hostname=img2vid-{os.getpid()}@{socket.gethostname()}",
+                f"--queues={QUEUE}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                f"--loglevel={loglevel}",
+            ]
+        )
+        self.stopping.set()
+        self.store.close()
