@@ -35,10 +35,26 @@ CUDA = torch.device("cuda")
 # ------------------------------------------------------------------------------------------ speed
 
 
-def test_default_speed_is_eager_on_the_cpu_and_compiled_on_cuda() -> None:
+def test_default_speed_is_eager_on_the_cpu_and_compiled_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "triton" else real_find_spec(name, *a))
     assert resolve_speed(None, CPU).mode == "eager"
     plan = resolve_speed(None, CUDA)
     assert (plan.mode, plan.compile, plan.fp8, plan.deep_cache_interval) == ("compiled", True, False, 0)
+
+
+def test_without_triton_a_gpu_defaults_to_eager_and_refuses_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real_find_spec(name, *a))
+    assert resolve_speed(None, CUDA).mode == "eager"
+    with pytest.raises(InvalidInputError) as caught:
+        resolve_speed("compiled", CUDA)
+    assert caught.value.field == "speed" and "pip install triton" in str(caught.value)
+    assert resolve_speed("compiled", CPU).compile is True  # the CPU compiles with a C++ compiler instead
 
 
 def test_each_mode_means_what_the_readme_says() -> None:

@@ -56,14 +56,16 @@ class SpeedPlan:
 
 
 def resolve_speed(requested: str | None, device: torch.device, *, deep_cache_interval: int | None = None) -> SpeedPlan:
-    """The plan for ``requested`` on ``device``; ``None`` means ``compiled`` on CUDA and ``eager`` elsewhere.
+    """The plan for ``requested`` on ``device``; ``None`` means ``compiled`` on CUDA (with Triton installed)
+    and ``eager`` elsewhere.
 
     Compiling needs inductor's CUDA or CPU backend: on Apple's MPS, ``compiled`` and ``fast`` fall back to
     no compile (``fast`` keeps its feature reuse), which the Video's settings show. ``fp8`` refuses
     anywhere but a CUDA GPU of compute capability 8.9 or newer, and without torchao installed.
     """
     if requested is None or (isinstance(requested, str) and not requested.strip()):
-        mode = "compiled" if device.type == "cuda" else "eager"
+        # Compiling on a GPU needs Triton, which some installs lack (Windows, mostly): then eager is the default.
+        mode = "compiled" if device.type == "cuda" and _has_triton() else "eager"
     elif not isinstance(requested, str) or requested.strip().lower() not in SPEEDS:
         raise InvalidInputError.for_field("speed", requested, _ALLOWED)
     else:
@@ -73,6 +75,14 @@ def resolve_speed(requested: str | None, device: torch.device, *, deep_cache_int
         raise InvalidInputError.for_field("deep_cache_interval", deep_cache_interval, "an integer from 1 to 50")
     if mode == "fp8":
         check_fp8(device)
+    if mode != "eager" and device.type == "cuda" and not _has_triton():
+        raise InvalidInputError(
+            f"speed {mode!r} compiles with torch.compile, which needs Triton on a GPU, and Triton is not installed: "
+            "pip install triton (triton-windows on Windows), or use speed 'eager'",
+            field="speed",
+            value=mode,
+            allowed="eager without Triton",
+        )
     can_compile = device.type in ("cuda", "cpu")
     if mode != "eager" and not can_compile:
         log.warning("speed %r: torch.compile is not used on %s; running without it", mode, device)
@@ -82,6 +92,10 @@ def resolve_speed(requested: str | None, device: torch.device, *, deep_cache_int
         fp8=mode == "fp8",
         deep_cache_interval=interval if mode == "fast" else 0,
     )
+
+
+def _has_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def check_fp8(device: torch.device) -> None:
