@@ -91,6 +91,8 @@ class Result:
     warm_start_s: float | None = None
     speedup: float | None = None
     psnr_vs_eager_db: float | None = None
+    #: ``fast`` only: how far feature reuse moves the frames from ``compiled``'s on the same seed.
+    psnr_vs_compiled_db: float | None = None
     notes: list[str] = field(default_factory=list)
     frames: np.ndarray | None = field(default=None, repr=False)
 
@@ -315,6 +317,10 @@ def finish(results: list[Result]) -> None:
     """Ratios against diffusers and PSNR against eager, for every measured contender."""
     by_mode = {r.mode: r for r in results if r.status == "ok"}
     reference, eager = by_mode.get("diffusers-fp16"), by_mode.get("eager")
+    fast, compiled = by_mode.get("fast"), by_mode.get("compiled")
+    if fast is not None and compiled is not None and fast.frames is not None and compiled.frames is not None:
+        value = psnr(fast.frames, compiled.frames)
+        fast.psnr_vs_compiled_db = None if math.isinf(value) else round(value, 2)
     for r in results:
         if r.status != "ok":
             continue
@@ -354,6 +360,9 @@ def verdicts(results: list[Result]) -> list[str]:
         r = by_mode.get(mode)
         if r is not None and r.speedup is not None:
             out.append(f"{mode}: {r.speedup:.2f}x diffusers fp16 (target {target}x): {'met' if r.speedup >= target else 'NOT met'}")
+    fast = by_mode.get("fast")
+    if fast is not None and fast.psnr_vs_compiled_db is not None:
+        out.append(f"fast against compiled on the same seed: PSNR {fast.psnr_vs_compiled_db:.1f} dB")
     fp8 = by_mode.get("fp8")
     if fp8 is not None and fp8.psnr_vs_eager_db is not None:
         ok = fp8.psnr_vs_eager_db >= TARGET_FP8_PSNR

@@ -68,13 +68,16 @@ def test_ratios_psnr_and_verdicts_come_from_the_same_run(bench: ModuleType) -> N
     compiled = bench.Result(mode="compiled", clip_s=10.0, frames=frames + 1)
     low = bench.Result(mode="low", clip_s=30.0, peak_gib=9.5, frames=frames)
     fp8 = bench.Result(mode="fp8", status="skipped: needs 8.9")
-    results = [reference, eager, compiled, low, fp8]
+    fast = bench.Result(mode="fast", clip_s=5.0, frames=frames + 3)
+    results = [reference, eager, compiled, low, fp8, fast]
     bench.finish(results)
+    assert fast.psnr_vs_compiled_db == pytest.approx(20 * math.log10(255 / 2), abs=0.01)  # off by 2 levels
     assert compiled.speedup == pytest.approx(2.0) and compiled.psnr_vs_eager_db == pytest.approx(48.13, abs=0.01)
     assert fp8.speedup is None
     lines = bench.verdicts(results)
     assert "compiled: 2.00x diffusers fp16 (target 1.5x): met" in lines
     assert "low peak 9.5 GiB (target 8): NOT met" in lines
+    assert "fast: 4.00x diffusers fp16 (target 2.5x): met" in lines
 
 
 def test_the_reported_decode_chunk_is_the_one_used_even_when_chunks_are_uneven(bench: ModuleType) -> None:
