@@ -1,8 +1,16 @@
 """ComfyUI entry point: ComfyUI imports this file when the repository sits in ``custom_nodes``.
 
 It makes the ``img2vid`` package importable from ``src/`` when it is not pip-installed, then exports the
-node mappings. Importing it outside ComfyUI never fails: without the nodes' needs the mappings are empty
-and the reason is logged once.
+nodes: ``comfy_entrypoint`` where the running ComfyUI has the V3 node API, the V1 mappings elsewhere
+(ComfyUI reads the mappings first, so only one of the two is ever exported).
+
+Whatever the folder is called. ComfyUI's loader before April 2025 (and other loaders) imports this file
+as a module named after its folder, so a clone into ``custom_nodes/img2vid`` makes this file the module
+``img2vid``, standing where the package must be; it then steps aside before the package is imported.
+
+It must never raise: when the nodes cannot load (a missing package, an old Python), it logs one line
+that names the cause and what to do, and exports nothing, so ComfyUI lists the pack as IMPORT FAILED
+instead of showing no nodes without a word.
 """
 
 from __future__ import annotations
@@ -11,16 +19,48 @@ import logging
 import sys
 from pathlib import Path
 
-_SRC = Path(__file__).resolve().parent / "src"
-if _SRC.is_dir() and str(_SRC) not in sys.path:
-    sys.path.insert(0, str(_SRC))
+_HERE = Path(__file__).resolve().parent
+_SRC = _HERE / "src"
+_log = logging.getLogger("img2vid")
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+
+def _load_node_pack() -> dict:
+    """The names to export, from ``img2vid.comfy``, whatever name this module was given."""
+    if sys.version_info < (3, 10):
+        raise RuntimeError(f"img2vid needs Python 3.10 or newer; this ComfyUI runs Python {sys.version.split()[0]}")
+    if _SRC.is_dir():
+        path = str(_SRC)
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)  # first, so that no folder called img2vid elsewhere on the path wins
+    this = sys.modules.get(__name__)
+    if this is not None and sys.modules.get("img2vid") is this:
+        del sys.modules["img2vid"]  # this file was imported as ``img2vid``: make room for the package
+
+    import importlib
+
+    return importlib.import_module("img2vid.comfy").node_pack_exports()
+
+
+def _why_not(exc: BaseException) -> str:
+    """One line for ComfyUI's log: what is wrong and what to do."""
+    python = sys.executable or "python"
+    if isinstance(exc, ImportError) and exc.name and not exc.name.startswith("img2vid"):
+        packages = getattr(exc, "packages", None) or [exc.name.split(".")[0]]
+        what = f"the package {packages[0]} is" if len(packages) == 1 else f"the packages {', '.join(packages)} are"
+        return (
+            f"img2vid: nodes not loaded: {what} missing from the Python that runs ComfyUI; "
+            f"install the node pack's requirements: {python} -m pip install -r {_HERE / 'requirements.txt'}"
+        )
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"img2vid: nodes not loaded: {text} ({type(exc).__name__}; Python {sys.version.split()[0]}, {_HERE})"
+
 
 try:
-    from img2vid.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
-except ImportError as exc:  # pragma: no cover - depends on the host's packages
-    logging.getLogger("img2vid").warning("img2vid nodes not loaded: %s (pip install -r requirements.txt)", exc)
-
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+    _exports = _load_node_pack()
+except Exception as _exc:  # noqa: BLE001 - whatever it is, ComfyUI must go on loading other packs
+    _log.warning(_why_not(_exc))
+    __all__: list[str] = []
+else:
+    globals().update(_exports)
+    __all__ = sorted(_exports)

@@ -32,6 +32,25 @@ def test_status_maps_to_its_class_and_back(status: int, name: str | None, expect
         assert cls.http_status == status
 
 
+#: Raised by a client about its own connection or clock; a server never answers with them.
+_CLIENT_SIDE = (errors.ConnectionFailedError, errors.DeadlineExceededError)
+
+
+def _answerable_errors() -> list[type[errors.Img2VidError]]:
+    """Every error a server can answer over HTTP (CancelledError answers as 410, see its docstring)."""
+    classes = [obj for _, obj in inspect.getmembers(errors, inspect.isclass) if issubclass(obj, errors.Img2VidError)]
+    return [cls for cls in classes if cls not in (errors.Img2VidError, *_CLIENT_SIDE)]
+
+
+@pytest.mark.parametrize("cls", _answerable_errors(), ids=lambda cls: cls.__name__)
+def test_what_the_server_answers_for_an_error_the_client_reads_back_as_that_error(cls: type) -> None:
+    """The server answers an error with its status and protocol name; a client (RemoteEngine, the nodes)
+    maps that pair back through the same table, so a user of either side sees the same kind of error."""
+    status = errors.CANCELLED_HTTP_STATUS if cls is errors.CancelledError else cls.http_status
+    read_back = errors.error_for_status(status, cls.error_name)
+    assert read_back is cls, f"{cls.__name__} answered as {status} {cls.error_name!r} reads back as {read_back.__name__}"
+
+
 def test_every_public_error_is_drawn_in_the_tree_and_derives_from_the_base() -> None:
     classes = [obj for _, obj in inspect.getmembers(errors, inspect.isclass) if issubclass(obj, Exception)]
     assert len(classes) >= 15

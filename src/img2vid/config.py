@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (ComfyUI's portable builds among others): the same parser, published as tomli
+    import tomli as tomllib
 
 __all__ = [
     "STABILITY_BASE_URL",

@@ -281,7 +281,7 @@ _BY_STATUS: dict[int, type[Img2VidError]] = {
 #: Protocol names that pick a narrower class than the status alone.
 _BY_NAME: dict[str, type[Img2VidError]] = {
     cls.error_name: cls
-    for cls in (ContentModerationError, TooManyJobsError, StoreUnavailableError, QueueFullError)
+    for cls in (ContentModerationError, ContentFilteredError, TooManyJobsError, StoreUnavailableError, QueueFullError, ModelError)
 }
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "DEFAULT_MOTION_BUCKET_ID",
     "RANGES",
     "ENGINE_FIELDS",
+    "ENGINE_DEFAULTS",
+    "range_text",
 ]
 
 #: The protocol's largest seed; 0 means "pick a random seed".
@@ -44,6 +46,15 @@ ENGINE_FIELDS: tuple[str, ...] = (
     "decode_chunk_size",
 )
 
+#: What the local engine uses for a field left ``None`` (frames and decode_chunk_size depend on the model
+#: and the free memory, so they have none here). Every front door that shows a default reads it from here.
+ENGINE_DEFAULTS: dict[str, int | float] = {
+    "steps": 25,
+    "fps": 7,
+    "noise_aug_strength": 0.02,
+    "min_guidance_scale": 1.0,
+}
+
 #: Field name -> (type, low, high). One table, read by validation, the CLI help and the server.
 RANGES: dict[str, tuple[type, float, float]] = {
     "seed": (int, 0, MAX_SEED),
@@ -58,7 +69,8 @@ RANGES: dict[str, tuple[type, float, float]] = {
 }
 
 
-def _range_text(kind: type, low: float, high: float) -> str:
+def range_text(kind: type, low: float, high: float) -> str:
+    """The allowed values in the words every refusal uses (the server's, the page's, the CLI's)."""
     word = "an integer" if kind is int else "a number"
     lo, hi = (int(low), int(high)) if kind is int else (low, high)
     return f"{word} from {lo} to {hi}"
@@ -67,7 +79,7 @@ def _range_text(kind: type, low: float, high: float) -> str:
 def check_field(name: str, value: Any) -> int | float:
     """``value`` as the field's type, or an error naming the field, the value and the range."""
     kind, low, high = RANGES[name]
-    allowed = _range_text(kind, low, high)
+    allowed = range_text(kind, low, high)
     if isinstance(value, bool):
         raise InvalidInputError.for_field(name, value, allowed)
     number: int | float
@@ -123,7 +135,7 @@ class VideoRequest:
             value = getattr(self, name)
             if value is None:
                 if name in ("seed", "cfg_scale", "motion_bucket_id"):
-                    raise InvalidInputError.for_field(name, value, _range_text(*RANGES[name]))
+                    raise InvalidInputError.for_field(name, value, range_text(*RANGES[name]))
                 continue
             set_(self, name, check_field(name, value))
         set_(self, "fit", parse_fit_mode(self.fit))
@@ -153,8 +165,3 @@ class VideoRequest:
         )
         width, height = self.size
         return f"VideoRequest(image={width}x{height}, {shown})"
-
-    @classmethod
-    def from_image(cls, image: ImageInput, **options: Any) -> VideoRequest:
-        """The same as the constructor; reads better at call sites that pass a path or bytes."""
-        return cls(image=image, **options)

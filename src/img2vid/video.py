@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import numbers
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -205,9 +204,6 @@ class Video:
         tmp.write_bytes(data)
         tmp.replace(path)  # never leave a half-written file under the final name
         return path
-
-    def iter_frames(self) -> Iterator[np.ndarray]:
-        return iter(self.frames)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -98,13 +98,13 @@ def test_nodes_import_without_comfyui_and_without_heavy_libraries():
 
 
 def _example(name: str) -> dict:
-    return json.loads((ROOT / "examples" / name).read_text())
+    return json.loads((ROOT / "example_workflows" / name).read_text())
 
 
 def test_example_workflows_use_the_nodes_as_declared():
     for name, node_type in (
-        ("comfyui_saltai_svd.json", "SaltAIStableVideoDiffusion"),
-        ("comfyui_img2vid.json", "Img2VidImageToVideo"),
+        ("saltai_stable_video_diffusion.json", "SaltAIStableVideoDiffusion"),
+        ("img2vid_image_to_video.json", "Img2VidImageToVideo"),
     ):
         workflow = _example(name)
         nodes = [n for n in workflow["nodes"] if n["type"] == node_type]
@@ -117,8 +117,17 @@ def test_example_workflows_use_the_nodes_as_declared():
             for n, spec in declared.get(section, {}).items()
             if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN")
         ]
-        # The frontend adds a "control after generate" value after each seed widget.
+        # The frontend adds a "control after generate" value after each seed widget: randomize, so that
+        # queueing the workflow again makes a new video.
         assert len(node["widgets_values"]) == len(widgets) + ("seed" in widgets), name
+        assert node["widgets_values"][widgets.index("seed") + 1] == "randomize", name
+        values, position = {}, 0
+        for widget in widgets:
+            values[widget] = node["widgets_values"][position]
+            position += 2 if widget == "seed" else 1
+        for widget, spec in declared["required"].items():
+            if isinstance(spec[0], list):  # a saved choice ComfyUI would refuse is a broken example
+                assert values[widget] in spec[0], (name, widget)
         text = json.dumps(workflow)
         assert "sk-" not in text and "api_key\": \"" not in text
         link_ids = {link[0] for link in workflow["links"]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
 from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
@@ -25,12 +24,12 @@ def chosen(monkeypatch):
 
 
 @pytest.fixture
-def checkpoints(monkeypatch, tmp_path):
+def checkpoints(comfy_stub, tmp_path):
     """ComfyUI's folder_paths, with svd_xt.safetensors in the checkpoints folder."""
     path = tmp_path / "checkpoints" / "svd_xt.safetensors"
-    module = types.ModuleType("folder_paths")
-    module.get_full_path = lambda folder, name: str(path) if (folder, name) == ("checkpoints", path.name) else None
-    monkeypatch.setitem(sys.modules, "folder_paths", module)
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    comfy_stub.modules["folder_paths"].add_model_folder_path("checkpoints", str(path.parent))
     return path
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
 from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
 from support.images import gradient
 

@@ -8,7 +8,7 @@ import logging
 import sys
 
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
 from PIL import Image
 from support.clock import use_fake_clock
 from support.comfy_stub import comfy_stub, install  # noqa: F401 - the fixture

@@ -171,3 +171,13 @@ def test_a_failure_in_a_batch_names_the_image(comfy_stub):
     with pytest.raises(NodeError, match=r"^img2vid: video 2/3: the server failed$"):
         generate_videos(engine, [_request(), _request(), _request()])
     assert len(engine.requests) == 2  # it stops at the first failure
+
+
+def test_keys_in_the_config_file_are_known_on_every_supported_python(monkeypatch, tmp_path):
+    # The config file is TOML: tomllib from Python 3.11, tomli on 3.10 (the CI runs this file on both).
+    from img2vid.comfy.runtime import known_secrets
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'base_url = "http://gpu-box:8000"\napi_key = "{SECRET}"\n')
+    monkeypatch.setenv("IMG2VID_CONFIG", str(config))
+    assert known_secrets() == [SECRET]

@@ -47,11 +47,14 @@ def test_an_explicit_url_means_remote() -> None:
     engine.close()
 
 
-def test_nothing_configured_means_the_local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    from img2vid.engines.local import LocalEngine
+def test_nothing_configured_means_the_local_engine_with_the_default_model() -> None:
+    from img2vid.engines.local import DEFAULT_MODEL, LocalEngine
 
-    assert isinstance(choose_engine(model="tiny"), LocalEngine)
-    assert isinstance(choose_engine("local", "tiny"), LocalEngine)
+    engine = choose_engine()  # no --engine, no --model, no server or key anywhere (conftest clears them)
+    assert isinstance(engine, LocalEngine) and engine.model == DEFAULT_MODEL
+    tiny = choose_engine("local", "tiny")
+    assert isinstance(tiny, LocalEngine) and tiny.model == "tiny"
+    assert choose_engine(model="tiny") is tiny  # one warm engine per model in a process
 
 
 @pytest.mark.parametrize(("engine", "model", "message"), [

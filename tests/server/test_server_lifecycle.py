@@ -55,8 +55,10 @@ def test_the_playground_page_is_served(tmp_path: Path) -> None:
     app = create_app(ServerSettings(data=tmp_path), engine=FakeEngine())
     with TestClient(app) as client:
         page = client.get("/")
+        script = client.get("/static/playground.js")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/v2beta/image-to-video" in page.text
+    assert 'src="static/playground.js"' in page.text
+    assert script.status_code == 200 and '"v2beta/image-to-video"' in script.text
 
 
 def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 Configured from ``IMG2VID_STEP_*`` variables so that a worker started as a subprocess with
 ``IMG2VID_ENGINE_FACTORY=support.step_engine:from_env`` gets it:
 
-- ``IMG2VID_STEP_SECONDS`` (default 0.05) and ``IMG2VID_STEP_COUNT`` (default 4): the job's length;
+- ``IMG2VID_STEP_SECONDS`` (default 0.05) and ``IMG2VID_STEP_COUNT`` (default 4): the job's length; a
+  request's own ``steps`` field wins over the count, as it does with the local engine, so one test can
+  mix short and long jobs on the same workers;
 - ``IMG2VID_STEP_LOG``: a file that gets one ``<event> <pid> <seed> <step>`` line per event (start, step,
   done, cancelled), so a test can tell which process ran what, and how far a cancelled job got;
 - ``IMG2VID_STEP_KILL_SEED``: a job with this seed kills its worker process (``os._exit``) at its
@@ -42,8 +44,9 @@ class StepEngine:
                 out.write(f"{event} {os.getpid()} {seed} {step}\n")
 
     def generate(self, request: VideoRequest, progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> Video:
+        steps = request.steps or self.steps
         self._note("start", request.seed, 0)
-        for step in range(1, self.steps + 1):
+        for step in range(1, steps + 1):
             try:
                 raise_if_cancelled(cancel)
             except CancelledError:
@@ -54,8 +57,8 @@ class StepEngine:
             time.sleep(self.step_seconds)
             self._note("step", request.seed, step)
             if progress is not None:
-                progress(step / self.steps, f"step {step}/{self.steps}")
-        self._note("done", request.seed, self.steps)
+                progress(step / steps, f"step {step}/{steps}")
+        self._note("done", request.seed, steps)
         return Video(frames=expected_frames(request), fps=7, seed=request.seed)
 
 

@@ -5,7 +5,8 @@ original node's, field by field, so a saved workflow loads and runs unchanged; `
 config file's ``base_url``) sends it to an img2vid server instead of the hosted service, which is gone.
 Where the original was broken it now does what a user expects: a clear error for a batch and for a cfg the
 service refuses, seeds folded into the service's range instead of all clamped to one value, any image size
-fitted, progress and Cancel, and errors on one line.
+fitted, progress and Cancel, errors on one line, and seed 0 (random) runs again on every queue instead of
+handing back ComfyUI's cached video.
 
 This module must never change that contract, never poll, retry or fit (the engine does), and never let
 the ``api_key`` widget's value reach a message or a log line.
@@ -23,9 +24,11 @@ from ..engines.select import choose_engine
 from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
 from ..request import MAX_SEED, RANGES, VideoRequest
+from .caching import seed_fingerprint
 from .runtime import generate_videos, known_secrets, node_errors
+from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
 
-__all__ = ["SaltAIStableVideoDiffusion", "fold_seed", "SEED_MODULUS"]
+__all__ = ["SaltAIStableVideoDiffusion", "SPEC", "fold_seed", "SEED_MODULUS"]
 
 log = logging.getLogger("img2vid.comfy")
 
@@ -88,29 +91,42 @@ def _key_for(base_url: str, widget_key: str | None) -> str | None:
     return resolve_api_key(None, base_url) or widget_key
 
 
+SPEC = NodeSpec(
+    node_id="SaltAIStableVideoDiffusion",
+    display_name="Stable Video Diffusion",
+    category="SALT/API/Stability API",
+    description=(
+        "Image to video through Stability's image-to-video protocol. Set IMG2VID_BASE_URL to an img2vid "
+        "server; leave api_key empty to use IMG2VID_API_KEY, STABILITY_API_KEY or the config file."
+    ),
+    inputs=(
+        Field("image", "IMAGE"),
+        Field("api_key", "STRING", {"multiline": False}),
+        Field("seed", "INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
+        Field("cfg", "FLOAT", {"default": 2.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+        Field("mbi", "INT", {"min": 1, "max": 255, "default": 40, "step": 1}),
+    ),
+    outputs=(Out("frames", "IMAGE", "The video's frames, in order."),),
+)
+
+
 class SaltAIStableVideoDiffusion:
     """Stable Video Diffusion through Stability's image-to-video protocol (an img2vid server, today)."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
-        return {
-            "required": {
-                "image": ("IMAGE",),
-                "api_key": ("STRING", {"multiline": False}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
-                "cfg": ("FLOAT", {"default": 2.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-                "mbi": ("INT", {"min": 1, "max": 255, "default": 40, "step": 1}),
-            }
-        }
+        return v1_input_types(SPEC)
 
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("frames",)
+    @classmethod
+    def IS_CHANGED(cls, seed: Any = None, **_: Any) -> Any:  # noqa: N802 - ComfyUI's name
+        """Seed 0 is a new random seed each run, so ComfyUI must not hand back the last video."""
+        return seed_fingerprint(seed)
+
+    RETURN_TYPES = v1_outputs(SPEC)["RETURN_TYPES"]
+    RETURN_NAMES = v1_outputs(SPEC)["RETURN_NAMES"]
     FUNCTION = "generate_video"
-    CATEGORY = "SALT/API/Stability API"
-    DESCRIPTION = (
-        "Image to video through Stability's image-to-video protocol. Set IMG2VID_BASE_URL to an img2vid "
-        "server; leave api_key empty to use IMG2VID_API_KEY, STABILITY_API_KEY or the config file."
-    )
+    CATEGORY = SPEC.category
+    DESCRIPTION = SPEC.description
 
     def generate_video(self, image: Any, api_key: str, seed: int = 0, cfg: float = 2.5, mbi: int = 40) -> tuple[Any]:
         widget_key = (api_key or "").strip() or None

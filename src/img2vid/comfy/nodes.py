@@ -2,7 +2,9 @@
 
 The node validates its inputs, builds one ``VideoRequest`` per image of the batch, asks
 :func:`~img2vid.engines.select.choose_engine` for the engine and converts each ``Video`` to ComfyUI's
-types. Progress, Cancel and error messages go through :mod:`img2vid.comfy.runtime`.
+types. Progress, Cancel and error messages go through :mod:`img2vid.comfy.runtime`; the local engine's
+memory is made known to ComfyUI through :mod:`img2vid.comfy.memory`. Its inputs are declared once
+(``SPEC``) for ComfyUI's V1 and V3 APIs; ``model`` lists ComfyUI's checkpoints as its own loaders do.
 
 It has no key widget, on purpose: widget values are saved into every workflow file and every PNG that
 ComfyUI writes, so a key typed there would travel with each shared image. Keys come from the environment
@@ -12,7 +14,9 @@ ComfyUI at import time except to learn whether ComfyUI offers the VIDEO type.
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from ..config import mask_url_password, resolve_base_url
@@ -20,19 +24,27 @@ from ..engines.base import Engine, close_engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, MAX_SEED, RANGES, VideoRequest
+from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
-from .runtime import generate_videos, known_secrets, node_errors
+from . import memory
+from .caching import seed_fingerprint
+from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
+from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
 
-__all__ = ["Img2VidImageToVideo", "ENGINE_CHOICES", "FIT_CHOICES", "video_type_available"]
+__all__ = [
+    "Img2VidImageToVideo",
+    "SPEC",
+    "ENGINE_CHOICES",
+    "FIT_CHOICES",
+    "HUB_DEFAULT",
+    "checkpoint_choices",
+    "video_type_available",
+]
 
 ENGINE_CHOICES = ["auto", "remote", "local"]
 #: crop first: it is the default everywhere in img2vid.
 FIT_CHOICES = [FitMode.CROP.value, FitMode.PAD.value, FitMode.STRETCH.value, FitMode.STRICT.value]
 
-#: Stable Video Diffusion's own defaults for the two float options a widget cannot leave unset.
-DEFAULT_NOISE_AUG_STRENGTH = 0.02
-DEFAULT_MIN_GUIDANCE_SCALE = 1.0
 
 
 def _find_video_api() -> tuple[Any, Any] | None:
@@ -66,9 +78,14 @@ def _int_range(name: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _optional_int(name: str, meaning: str) -> tuple[str, dict[str, Any]]:
+def _optional_int(name: str, meaning: str) -> Field:
     _, high = _int_range(name)
-    return ("INT", {"default": 0, "min": 0, "max": high, "step": 1, "tooltip": f"Local engine: {meaning}. 0: the engine's default."})
+    return Field(
+        name,
+        "INT",
+        {"default": 0, "min": 0, "max": high, "step": 1, "tooltip": f"Local engine: {meaning}. 0: the engine's default."},
+        optional=True,
+    )
 
 
 def _model_location(model: str) -> str:
@@ -107,9 +124,11 @@ def choose_node_engine(engine: str, server: str, model: str) -> Engine:
     server_value = (server or "").strip() or None
     model_value = (model or "").strip() or None
     _check_server(server_value)
-    if engine == "remote" or (engine == "auto" and server_value and not model_value):
+    # The hub default is the list's neutral entry: only a picked checkpoint, folder or file means local.
+    picked = model_value is not None and model_value != HUB_DEFAULT
+    if engine == "remote" or (engine == "auto" and server_value and not picked):
         return choose_engine(server_value or resolve_base_url())
-    if engine == "local" or (engine == "auto" and model_value):
+    if engine == "local" or (engine == "auto" and picked):
         location = _model_location(model_value) if model_value else None
         return choose_engine("local", location, device=_comfy_device())
     if engine == "auto":
@@ -149,122 +168,192 @@ def _video_object(frames: Any, fps: float) -> Any:
     return video_from_components(video_components(images=frames, audio=None, frame_rate=rate))
 
 
+#: The local engine's default model (SVD-XT on the hub); the same as ``img2vid.engines.local.DEFAULT_MODEL``,
+#: written out here because importing the local engine imports torch.
+HUB_DEFAULT = "stabilityai/stable-video-diffusion-img2vid-xt"
+
+#: How a checkpoint file's name says it is Stable Video Diffusion (svd.safetensors, svd_xt_1_1.safetensors …).
+_SVD_NAME = re.compile(r"svd|stable[-_ ]?video", re.IGNORECASE)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def checkpoint_choices() -> list[str]:
+    """The ``model`` list: the user's SVD checkpoints, the hub default, then their other checkpoints.
+
+    From ComfyUI's ``checkpoints`` folders, as its own loaders list them, read each time ComfyUI asks for
+    the node's inputs. Outside ComfyUI only the hub default.
+    """
+    try:
+        import folder_paths  # type: ignore[import-not-found]
+
+        names = [str(n) for n in folder_paths.get_filename_list("checkpoints")]
+    except Exception:  # noqa: BLE001 - outside ComfyUI, or a setup without a checkpoints folder
+        names = []
+    svd = [n for n in names if _SVD_NAME.search(n.replace("\\", "/").rsplit("/", 1)[-1])]
+    return svd + [HUB_DEFAULT] + [n for n in names if n not in svd]
+
+
+def _is_model_name(model: str) -> bool:
+    """Whether ``model`` can name a local model: a listed checkpoint, a hub id, a path, or ``tiny``."""
+    if model in ("", "tiny", HUB_DEFAULT) or _HUB_ID.match(model):
+        return True
+    return model in checkpoint_choices() or Path(model).expanduser().exists()
+
+
+#: The ``video`` output, where this ComfyUI offers the VIDEO type.
+_VIDEO_OUTPUT = (
+    (Out("video", "VIDEO", "Each video, with its frame rate, for ComfyUI's video nodes.", is_list=True),)
+    if _VIDEO_API
+    else ()
+)
+
+SPEC = NodeSpec(
+    node_id="Img2VidImageToVideo",
+    display_name="Image to Video (img2vid)",
+    category="img2vid",
+    description=(
+        "Turn an image into a short video with Stable Video Diffusion, on an img2vid server (or any server of "
+        "Stability's image-to-video protocol) or locally. Keys come from the environment or the config file."
+    ),
+    inputs=(
+        Field("image", "IMAGE", {"tooltip": "One image, or a batch: each image becomes its own video."}),
+        Field(
+            "engine",
+            "COMBO",
+            {
+                "default": "auto",
+                "tooltip": "remote: a server speaking Stability's image-to-video protocol. local: Stable "
+                "Video Diffusion in this process. auto: local when a checkpoint is picked as model, remote "
+                "when a server is set, else remote if IMG2VID_BASE_URL or a key is configured, else local.",
+            },
+            choices=ENGINE_CHOICES,
+        ),
+        Field(
+            "server",
+            "STRING",
+            {
+                "default": "",
+                "multiline": False,
+                "tooltip": "Remote: an img2vid server URL (http://host:8000), 'stability', or empty "
+                "for IMG2VID_BASE_URL / the config file. Keys come from IMG2VID_API_KEY, "
+                "STABILITY_API_KEY or the config file, never from a widget.",
+            },
+        ),
+        Field(
+            "model",
+            "COMBO",
+            {
+                "default": HUB_DEFAULT,
+                "tooltip": "Local: a checkpoint from ComfyUI's checkpoints folder (svd_xt.safetensors), or "
+                f"{HUB_DEFAULT} from the Hugging Face hub (downloaded once, then cached).",
+            },
+            choices=checkpoint_choices,
+        ),
+        Field("seed", "INT", {"default": 0, "min": 0, "max": MAX_SEED, "tooltip": "0: a new random seed every run."}),
+        Field(
+            "cfg_scale",
+            "FLOAT",
+            {
+                "default": DEFAULT_CFG_SCALE,
+                "min": 0.0,
+                "max": float(RANGES["cfg_scale"][2]),
+                "step": 0.1,
+                "round": 0.01,
+                "tooltip": "How closely the video sticks to the image.",
+            },
+        ),
+        Field(
+            "motion_bucket_id",
+            "INT",
+            {
+                "default": DEFAULT_MOTION_BUCKET_ID,
+                "min": _int_range("motion_bucket_id")[0],
+                "max": _int_range("motion_bucket_id")[1],
+                "step": 1,
+                "tooltip": "More is more motion.",
+            },
+        ),
+        Field(
+            "fit",
+            "COMBO",
+            {
+                "default": FitMode.CROP.value,
+                "tooltip": "How an image of another size is fitted to the sizes the engine accepts: "
+                "crop (fill, no distortion), pad (black bars), stretch, or strict (refuse).",
+            },
+            choices=FIT_CHOICES,
+        ),
+        _optional_int("frames", "frames to make"),
+        _optional_int("steps", "denoising steps"),
+        _optional_int("fps", "frame rate, also the model's fps conditioning"),
+        Field(
+            "noise_aug_strength",
+            "FLOAT",
+            {
+                "default": ENGINE_DEFAULTS["noise_aug_strength"],  # a float widget cannot be left unset
+                "min": 0.0,
+                "max": 1.0,
+                "step": 0.01,
+                "tooltip": "Local engine: noise added to the image; more frees the video from it.",
+            },
+            optional=True,
+        ),
+        Field(
+            "min_guidance_scale",
+            "FLOAT",
+            {
+                "default": ENGINE_DEFAULTS["min_guidance_scale"],
+                "min": 0.0,
+                "max": float(RANGES["min_guidance_scale"][2]),
+                "step": 0.1,
+                "round": 0.01,
+                "tooltip": "Local engine: guidance on the first frame (rising to cfg_scale on the last).",
+            },
+            optional=True,
+        ),
+        _optional_int("decode_chunk_size", "frames decoded at once (less memory)"),
+    ),
+    # ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
+    outputs=(
+        Out("frames", "IMAGE", "Every video's frames, one after another, in the order of the input images."),
+        Out("fps", "FLOAT", "The frame rate, read from the video."),
+        Out("frame_counts", "INT", "How many frames each video has, in order.", is_list=True),
+    )
+    + _VIDEO_OUTPUT,
+    wants_unique_id=True,
+)
+
+
 class Img2VidImageToVideo:
     """Image to video with Stable Video Diffusion: on an img2vid server, a protocol server, or locally."""
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
-        mbi_low, mbi_high = _int_range("motion_bucket_id")
-        return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "One image, or a batch: each image becomes its own video."}),
-                "engine": (
-                    ENGINE_CHOICES,
-                    {
-                        "default": "auto",
-                        "tooltip": "remote: a server speaking Stability's image-to-video protocol. local: Stable "
-                        "Video Diffusion in this process. auto: local when a model is set, remote when a "
-                        "server is set, else remote if IMG2VID_BASE_URL or a key is configured, else local.",
-                    },
-                ),
-                "server": (
-                    "STRING",
-                    {
-                        "default": "",
-                        "multiline": False,
-                        "tooltip": "Remote: an img2vid server URL (http://host:8000), 'stability', or empty "
-                        "for IMG2VID_BASE_URL / the config file. Keys come from IMG2VID_API_KEY, "
-                        "STABILITY_API_KEY or the config file, never from a widget.",
-                    },
-                ),
-                "model": (
-                    "STRING",
-                    {
-                        "default": "",
-                        "multiline": False,
-                        "tooltip": "Local: a Hugging Face model id, a diffusers folder, a .safetensors file, or "
-                        "a file in ComfyUI's checkpoints folder (svd_xt.safetensors). Empty: SVD-XT.",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": MAX_SEED, "tooltip": "0: a random seed."},
-                ),
-                "cfg_scale": (
-                    "FLOAT",
-                    {
-                        "default": DEFAULT_CFG_SCALE,
-                        "min": 0.0,
-                        "max": float(RANGES["cfg_scale"][2]),
-                        "step": 0.1,
-                        "round": 0.01,
-                        "tooltip": "How closely the video sticks to the image.",
-                    },
-                ),
-                "motion_bucket_id": (
-                    "INT",
-                    {
-                        "default": DEFAULT_MOTION_BUCKET_ID,
-                        "min": mbi_low,
-                        "max": mbi_high,
-                        "step": 1,
-                        "tooltip": "More is more motion.",
-                    },
-                ),
-                "fit": (
-                    FIT_CHOICES,
-                    {
-                        "default": FitMode.CROP.value,
-                        "tooltip": "How an image of another size is fitted to the sizes the engine accepts: "
-                        "crop (fill, no distortion), pad (black bars), stretch, or strict (refuse).",
-                    },
-                ),
-            },
-            "optional": {
-                "frames": _optional_int("frames", "frames to make"),
-                "steps": _optional_int("steps", "denoising steps"),
-                "fps": _optional_int("fps", "frame rate, also the model's fps conditioning"),
-                "noise_aug_strength": (
-                    "FLOAT",
-                    {
-                        "default": DEFAULT_NOISE_AUG_STRENGTH,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "Local engine: noise added to the image; more frees the video from it.",
-                    },
-                ),
-                "min_guidance_scale": (
-                    "FLOAT",
-                    {
-                        "default": DEFAULT_MIN_GUIDANCE_SCALE,
-                        "min": 0.0,
-                        "max": float(RANGES["min_guidance_scale"][2]),
-                        "step": 0.1,
-                        "round": 0.01,
-                        "tooltip": "Local engine: guidance on the first frame (rising to cfg_scale on the last).",
-                    },
-                ),
-                "decode_chunk_size": _optional_int("decode_chunk_size", "frames decoded at once (less memory)"),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        return v1_input_types(SPEC)
 
-    RETURN_TYPES: tuple[str, ...] = ("IMAGE", "FLOAT", "INT") + (("VIDEO",) if _VIDEO_API else ())
-    RETURN_NAMES: tuple[str, ...] = ("frames", "fps", "frame_counts") + (("video",) if _VIDEO_API else ())
-    #: ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
-    OUTPUT_IS_LIST: tuple[bool, ...] = (False, False, True) + ((True,) if _VIDEO_API else ())
-    OUTPUT_TOOLTIPS: tuple[str, ...] = (
-        "Every video's frames, one after another, in the order of the input images.",
-        "The frame rate, read from the video.",
-        "How many frames each video has, in order.",
-    ) + (("Each video, with its frame rate, for ComfyUI's video nodes.",) if _VIDEO_API else ())
+    @classmethod
+    def IS_CHANGED(cls, seed: Any = None, **_: Any) -> Any:  # noqa: N802 - ComfyUI's name
+        """Seed 0 is a new random seed each run, so ComfyUI must not hand back the last video."""
+        return seed_fingerprint(seed)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model: Any) -> bool | str:  # noqa: N802 - ComfyUI's name
+        """Beyond the listed checkpoints, ``model`` may name any hub id, folder or file (API prompts,
+        workflows from another machine): ComfyUI then leaves this input's check to this function."""
+        if isinstance(model, str) and _is_model_name(model.strip()):
+            return True
+        return (
+            f"model must be a checkpoint from ComfyUI's checkpoints folder, a hub id (org/name), a diffusers "
+            f"folder or a .safetensors file; got {model!r}"
+        )
+
+    RETURN_TYPES: tuple[str, ...] = v1_outputs(SPEC)["RETURN_TYPES"]
+    RETURN_NAMES: tuple[str, ...] = v1_outputs(SPEC)["RETURN_NAMES"]
+    OUTPUT_IS_LIST: tuple[bool, ...] = v1_outputs(SPEC)["OUTPUT_IS_LIST"]
+    OUTPUT_TOOLTIPS: tuple[str, ...] = v1_outputs(SPEC)["OUTPUT_TOOLTIPS"]
     FUNCTION = "generate"
-    CATEGORY = "img2vid"
-    DESCRIPTION = (
-        "Turn an image into a short video with Stable Video Diffusion, on an img2vid server (or any server of "
-        "Stability's image-to-video protocol) or locally. Keys come from the environment or the config file."
-    )
+    CATEGORY = SPEC.category
+    DESCRIPTION = SPEC.description
 
     def generate(
         self,
@@ -279,8 +368,8 @@ class Img2VidImageToVideo:
         frames: int = 0,
         steps: int = 0,
         fps: int = 0,
-        noise_aug_strength: float = DEFAULT_NOISE_AUG_STRENGTH,
-        min_guidance_scale: float = DEFAULT_MIN_GUIDANCE_SCALE,
+        noise_aug_strength: float = ENGINE_DEFAULTS["noise_aug_strength"],
+        min_guidance_scale: float = ENGINE_DEFAULTS["min_guidance_scale"],
         decode_chunk_size: int = 0,
         unique_id: str | None = None,
     ) -> tuple[Any, ...]:
@@ -303,9 +392,14 @@ class Img2VidImageToVideo:
                 for item in _batch(image)
             ]
             chosen = choose_node_engine(engine, server, model)
+        memory.attach(chosen)
         node_id = str(unique_id) if unique_id is not None else None
         try:
             videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
+        except BaseException as exc:
+            if is_interrupt(exc):
+                memory.release_after_interrupt(chosen)
+            raise
         finally:
             close_engine(chosen)
         with node_errors(secrets):

@@ -34,6 +34,7 @@ __all__ = [
     "node_message",
     "node_errors",
     "interrupt_exception",
+    "is_interrupt",
     "known_secrets",
     "PROGRESS_STEPS",
 ]
@@ -126,7 +127,8 @@ def interrupt_exception() -> BaseException:
     return NodeError("img2vid: cancelled", kind="CancelledError")
 
 
-def _is_interrupt(exc: BaseException) -> bool:
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is ComfyUI's interrupt (the user pressed Cancel)."""
     cls = getattr(_model_management(), "InterruptProcessingException", None)
     return isinstance(cls, type) and isinstance(exc, cls)
 
@@ -243,7 +245,7 @@ class NodeRun:
         except Exception as exc:  # noqa: BLE001
             # ComfyUI's progress hook raises its interrupt exception once Cancel is pressed; the engine
             # must see that as a cancel (and stop cleanly), not as a failure inside its own loop.
-            if _is_interrupt(exc):
+            if is_interrupt(exc):
                 self._stopped = True
             else:
                 log.debug("img2vid: progress bar update failed", exc_info=True)
@@ -264,7 +266,7 @@ class NodeRun:
         try:
             video = engine.generate(request, progress=self.progress, cancel=self.cancel)
         except (Exception, KeyboardInterrupt) as exc:  # every failure leaves as ComfyUI expects it
-            if _is_interrupt(exc):
+            if is_interrupt(exc):
                 raise
             if self._stopped or _interrupted() or isinstance(exc, (errors.CancelledError, KeyboardInterrupt)):
                 raise interrupt_exception() from None

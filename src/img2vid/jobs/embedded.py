@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..engines.base import Engine
+from ..errors import StoreUnavailableError
 from .reconciler import Reconciler
 from .runner import JobRunner, RunOptions
 from .store import JobStore
@@ -145,8 +146,13 @@ class EmbeddedDispatcher:
             self._wake.clear()
             try:
                 claim = self.store.claim_next(self.options.worker, lease_seconds=self.options.lease_seconds)
-            except Exception:  # noqa: BLE001 - the store may be briefly unavailable; keep the worker alive
-                log.warning("could not claim a job; retrying", exc_info=True)
+            except Exception as error:  # noqa: BLE001 - the store may be briefly unavailable; keep the worker alive
+                # Every second while the store is down: one line each, a traceback only for a surprise.
+                log.warning(
+                    "could not claim a job (%s); retrying",
+                    type(error).__name__,
+                    exc_info=not isinstance(error, StoreUnavailableError),
+                )
                 claim = None
             if claim is None:
                 self._wake.wait(_IDLE_POLL_SECONDS)

@@ -35,6 +35,8 @@ Outcome = str
 
 #: How often a running job's heartbeat writes progress, renews the lease and learns of a cancel.
 HEARTBEAT_SECONDS = 0.5
+#: A progress report is written at once when the last write is at least this old.
+PROGRESS_WRITE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class _Lease:
         self.progress: float | None = None
         self.lost = False
         self.renewed = time.monotonic()
+        #: When the last heartbeat was attempted (a progress report writes at once when it is old enough).
+        self.written = 0.0
         self.interval = min(HEARTBEAT_SECONDS, options.lease_seconds / 3)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"img2vid-lease-{claim.job.id[:8]}", daemon=True)
@@ -98,12 +102,19 @@ class _Lease:
             self.beat()
 
     def beat(self) -> None:
+        self.written = time.monotonic()
         try:
             mine = self.store.heartbeat(
                 self.claim.job.id, self.claim.token, progress=self.progress, lease_seconds=self.options.lease_seconds
             )
-        except Exception:  # noqa: BLE001 - the store may be back at the next beat
-            log.warning("job %s: heartbeat failed; retrying", self.claim.job.id[:12], exc_info=True)
+        except Exception as error:  # noqa: BLE001 - the store may be back at the next beat
+            # Twice a second while the store is down: one line each, a traceback only for a surprise.
+            log.warning(
+                "job %s: heartbeat failed (%s); retrying",
+                self.claim.job.id[:12],
+                type(error).__name__,
+                exc_info=not isinstance(error, StoreUnavailableError),
+            )
             if self.expired:
                 self.lost = True
             return
@@ -147,8 +158,11 @@ class JobRunner:
             with _Lease(self.store, claim, self.options, self.on_change) as lease:
 
                 def progress(fraction: float | None, _text: str) -> None:
-                    if fraction is not None:
-                        lease.progress = max(0.0, min(0.99, float(fraction)))
+                    if fraction is None:
+                        return
+                    lease.progress = max(0.0, min(0.99, float(fraction)))
+                    if time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
+                        lease.beat()  # a poll sees progress at once, not at the next timed heartbeat
 
                 def cancel() -> bool:
                     return lease.lost or self.stopping() or timed_out()

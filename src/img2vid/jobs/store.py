@@ -84,6 +84,8 @@ STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 ACTIVE = (QUEUED, RUNNING)
 #: How many times a job may be claimed and lost (its worker or server died) before it is failed.
 MAX_ATTEMPTS = 3
+#: The PostgreSQL advisory lock that makes creating and upgrading the tables one process at a time.
+_SCHEMA_LOCK = 0x1D2F1D00
 #: How long an Idempotency-Key keeps naming its first job.
 IDEMPOTENCY_SECONDS = 24 * 3600.0
 
@@ -275,24 +277,28 @@ class JobStore:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self._guard():
-            metadata.create_all(self.engine)
-            self._add_missing_columns()
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Front ends and workers often start together on a new database: without this lock two of
+                # them both find a table missing, both create it, and one fails on PostgreSQL's catalog
+                # (duplicate key in pg_type). The lock is held until this transaction ends.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            metadata.create_all(conn)
+            self._add_missing_columns(conn)
 
-    def _add_missing_columns(self) -> None:
+    def _add_missing_columns(self, conn: Connection) -> None:
         """A store written by an earlier img2vid lacks the newer columns: add them (every new column has a
         default or is nullable), so upgrading keeps every job and key."""
-        present = {column["name"] for column in inspect(self.engine).get_columns("jobs")}
-        with self.engine.begin() as conn:
-            for column in jobs.columns:
-                if column.name in present:
-                    continue
-                kind = column.type.compile(dialect=self.engine.dialect)
-                default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
-                suffix = f" NOT NULL DEFAULT {int(default)}" if default is not None else ""
-                conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column.name} {kind}{suffix}"))
-            for index in jobs.indexes:
-                index.create(conn, checkfirst=True)
+        present = {column["name"] for column in inspect(conn).get_columns("jobs")}
+        for column in jobs.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
+            suffix = f" NOT NULL DEFAULT {int(default)}" if default is not None else ""
+            conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column.name} {kind}{suffix}"))
+        for index in jobs.indexes:
+            index.create(conn, checkfirst=True)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import InvalidInputError
@@ -26,6 +27,7 @@ from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
 from ..jobs.engines import engine_factory_for
 from ..jobs.runner import RunOptions
 from .errors import install_error_handlers
+from .info import router as info_router
 from .keys import KeyChecker
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .ratelimit import RateLimiter
@@ -38,8 +40,9 @@ __all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
 
 log = logging.getLogger("img2vid.server")
 
-#: A one-page client of the protocol, for trying the server from a browser.
-_PLAYGROUND = Path(__file__).with_name("static") / "playground.html"
+#: The playground: a page (and its CSS, script and icon) that is a client of the protocol, for trying the
+#: server from a browser. Every asset ships in the package; nothing is fetched from elsewhere.
+_STATIC = Path(__file__).with_name("static")
 
 
 def make_dispatcher(
@@ -131,6 +134,8 @@ def create_app(
     app.state.img2vid = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(info_router)
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
     @app.get(
         "/healthz",
@@ -160,8 +165,12 @@ def create_app(
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/", include_in_schema=False)
-    def playground() -> HTMLResponse:
-        return HTMLResponse(_PLAYGROUND.read_text(encoding="utf-8"))
+    def playground() -> FileResponse:
+        return FileResponse(_STATIC / "playground.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     def metrics_route(state: StateDep) -> Response:

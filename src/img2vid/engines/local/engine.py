@@ -11,10 +11,12 @@ server's worker threads may share it. It must never print: progress goes through
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,6 +108,9 @@ class LocalEngine:
         self._compiled_shapes: set[tuple[int, ...]] = set()
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        #: Called with the device and the weights' size in bytes just before they move there, so a host
+        #: that keeps its own models on the device (ComfyUI) can make room first.
+        self.make_room: Callable[[torch.device, int], None] | None = None
 
     def __repr__(self) -> str:
         state = "loaded" if self._parts is not None else "not loaded"
@@ -212,6 +217,8 @@ class LocalEngine:
     def _place(self, parts: Components) -> None:
         """Plan memory from the weights' size and the free memory, cast and move the parts, apply the speed mode."""
         weight_bytes = _weight_bytes(parts, self.dtype)
+        if self.make_room is not None:
+            self.make_room(self.device, weight_bytes)
         self.memory = plan_memory(
             self.memory_mode, self.device, weight_bytes, free_memory(self.device), self._offload_request
         )
@@ -237,6 +244,26 @@ class LocalEngine:
             self.compile_cache.load()
         apply_speed(placed, self.speed)
         self._parts = placed
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model's weights are loaded (and hold memory on the device)."""
+        return self._parts is not None
+
+    def release(self) -> bool:
+        """Drop the loaded model and give its memory back; the next run loads it again.
+
+        Waits for a run in progress to end. True if there was a model to drop.
+        """
+        with self._load_lock, self._run_lock:
+            if self._parts is None:
+                return False
+            self._parts = None
+            self._warmed = False  # a reload compiles (from the caches) and warms up again
+            self._compiled_shapes.clear()
+        gc.collect()  # the modules hold reference cycles (hooks, configs): collect them before emptying the cache
+        self._free_cache()
+        return True
 
     def _free_cache(self) -> None:
         if self.device.type == "cuda":

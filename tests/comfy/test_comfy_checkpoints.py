@@ -1,0 +1,88 @@
+"""The local node's ``model`` is a list, as in ComfyUI's own loaders: the user's checkpoints (SVD first)
+and the hub default, read from ComfyUI's ``folder_paths`` each time ComfyUI asks for the node's inputs."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
+
+import img2vid.comfy.nodes as nodes
+
+SDXL, SVD_XT, SVD = "sd_xl_base_1.0.safetensors", "svd_xt.safetensors", "video/svd.safetensors"
+
+
+@pytest.fixture
+def checkpoints(comfy_stub, tmp_path):
+    """ComfyUI's checkpoints folder with an SDXL and two SVD checkpoints (one in a subfolder) and a stray file."""
+    folder = tmp_path / "models" / "checkpoints"
+    for name in (SDXL, SVD_XT, SVD, "put_checkpoints_here", "notes.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    comfy_stub.modules["folder_paths"].add_model_folder_path("checkpoints", str(folder))
+    return folder
+
+
+@pytest.fixture
+def chosen(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        nodes, "choose_engine", lambda engine=None, model=None, **options: calls.append((engine, model))
+    )
+    return calls
+
+
+def model_widget():
+    return nodes.Img2VidImageToVideo.INPUT_TYPES()["required"]["model"]
+
+
+def test_the_model_list_is_the_users_checkpoints_svd_first_and_the_hub_default(checkpoints):
+    choices, options = model_widget()
+    assert choices == [SVD_XT, SVD, nodes.HUB_DEFAULT, SDXL]
+    assert options["default"] == nodes.HUB_DEFAULT  # neutral: auto still follows the configuration
+
+    (checkpoints / "svd_xt_1_1.safetensors").write_bytes(b"")
+    assert model_widget()[0] == [SVD_XT, "svd_xt_1_1.safetensors", SVD, nodes.HUB_DEFAULT, SDXL]  # after a refresh
+
+
+def test_outside_comfyui_the_list_is_the_hub_default(monkeypatch):
+    monkeypatch.setitem(sys.modules, "folder_paths", None)
+    assert model_widget()[0] == [nodes.HUB_DEFAULT]
+
+
+def test_a_picked_checkpoint_runs_locally_from_its_file(checkpoints, chosen, monkeypatch):
+    monkeypatch.setenv("IMG2VID_BASE_URL", "http://gpu-box:8000")  # a configured server does not win over a pick
+    nodes.choose_node_engine("auto", "", SVD)
+    assert chosen == [("local", str(checkpoints / SVD))]
+
+
+def test_the_hub_default_leaves_auto_to_the_configuration(checkpoints, chosen, monkeypatch):
+    nodes.choose_node_engine("auto", "", nodes.HUB_DEFAULT)
+    nodes.choose_node_engine("local", "", nodes.HUB_DEFAULT)
+    monkeypatch.setenv("IMG2VID_BASE_URL", "http://gpu-box:8000")
+    nodes.choose_node_engine("auto", "http://10.0.0.2:8000", nodes.HUB_DEFAULT)
+    assert chosen == [(None, None), ("local", nodes.HUB_DEFAULT), ("http://10.0.0.2:8000", None)]
+
+
+def test_a_model_not_in_the_list_is_checked_by_the_node_with_a_clear_message(checkpoints, tmp_path):
+    validate = nodes.Img2VidImageToVideo.VALIDATE_INPUTS
+    for good in (
+        SVD,
+        nodes.HUB_DEFAULT,
+        "",
+        "stabilityai/stable-video-diffusion-img2vid",
+        str(checkpoints / SDXL),
+        "tiny",
+    ):
+        assert validate(model=good) is True, good
+    message = validate(model="svd_xt_missing.safetensors")
+    assert (
+        message.startswith("model must be a checkpoint from ComfyUI's checkpoints folder")
+        and "'svd_xt_missing.safetensors'" in message
+    )
+
+
+def test_the_hub_default_is_the_local_engines_default():
+    local = pytest.importorskip("img2vid.engines.local", reason="the local engine needs torch")
+    assert nodes.HUB_DEFAULT == local.DEFAULT_MODEL
