@@ -1,35 +1,46 @@
-"""Benchmark: img2vid's LocalEngine against diffusers' stock StableVideoDiffusionPipeline, in one run.
+"""Benchmark: every speed and memory mode of img2vid's LocalEngine against diffusers' stock pipeline, in one run.
 
 Full form (needs a CUDA GPU): the real SVD-XT architecture with random weights (speed and memory do not
 depend on the values, and the real weights are gated), 1024x576, 25 frames, 25 steps, with classifier-free
-guidance. img2vid runs with its automatic choices (dtype, decode chunk, offload); diffusers runs in fp16
-with its default settings (all frames decoded at once, no offload). Reported per contender: seconds per
-clip, per UNet step (both CFG halves), for the VAE decode, and peak GPU memory, plus the TFLOP/s those
-times imply (one clip is about 4,175 TFLOP: about 160 per CFG UNet step and 174 for the decode).
+guidance. Contenders, each on its own freshly built model:
 
-Smoke form (``--smoke``, CPU, seconds): the same measurements with the tiny random model at a small size,
-and the largest pixel difference between the two contenders' frames (fp32, same seed), which the local
-engine's parity promise holds to 1/255. It checks that the benchmark itself works; its timings say
-nothing about GPU speed.
+- ``diffusers-fp16``: diffusers' ``StableVideoDiffusionPipeline`` in fp16 with its defaults (the reference);
+- ``eager``, ``compiled``, ``fp8``, ``fast``: LocalEngine's speed modes with automatic dtype and memory;
+- ``low``: LocalEngine with ``memory="low"`` (speed ``eager``): the 8 GiB recipe.
 
-    python bench/engine.py            # full form, on a GPU
-    python bench/engine.py --smoke    # tiny model, CPU
+Per contender: seconds per clip, per UNet step (both CFG halves), for the VAE decode, peak GPU memory, the
+cold start (building the engine and ``load()``, which compiles in the compiled modes), the warm start of
+a fresh process that loads the compile cache (``--warm-start`` modes; default ``compiled``), the ratio of
+diffusers' time per clip to the contender's, and the PSNR of its frames against ``eager``'s on the same
+seed. A mode the machine cannot run (``fp8`` below compute capability 8.9) is recorded as skipped with the
+reason. Caches: torch's and img2vid's compile caches are pointed at a fresh temporary folder, so the first
+compiled mode starts truly cold; later modes reuse the graphs they share with it (the VAE decoder, and
+for ``fast`` all of ``compiled``'s blocks), which their notes say.
 
-Writes bench/results/engine.md (or ``--out``). Each contender's weights are the only model on the device
-while it runs; each is warmed up once, then timed ``--repeats`` times (default 3) and the median
-run is reported.
+Smoke form (``--smoke``, CPU): the tiny random model at a small size, to check the benchmark itself;
+its timings say nothing about GPU speed.
+
+    python bench/engine.py                       # full form, on a GPU: bench/results/gpu-<gpu name>.json
+    python bench/engine.py --smoke --modes eager,fp8
+
+Writes the JSON results (``--out``) and a Markdown table beside it (same name, ``.md``), and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import math
+import os
 import platform
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +50,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-DEFAULT_OUT = ROOT / "bench" / "results" / "engine.md"
-
-#: From the task's arithmetic for full-size SVD-XT at 1024x576, 25 frames.
-TFLOP_PER_CFG_STEP = 160.0
-TFLOP_DECODE = 174.0
-TFLOP_CLIP = 4175.0
+RESULTS = ROOT / "bench" / "results"
+#: In this order by default: ``low`` before any compiled mode, so its peak memory is measured on a clean device.
+ALL_MODES = ("diffusers-fp16", "eager", "low", "compiled", "fast", "fp8")
+#: Targets from the issue that asked for these modes (ratios against diffusers fp16 in the same run).
+TARGETS = {"compiled": 1.5, "fp8": 1.8, "fast": 2.5}
+TARGET_FP8_PSNR = 35.0
+TARGET_LOW_PEAK_GIB = 8.0
+TARGET_WARM_START_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -60,20 +73,33 @@ class Setup:
 
 
 FULL = Setup(width=1024, height=576, frames=25, steps=25)
-SMOKE = Setup(width=256, height=128, frames=2, steps=3)
+SMOKE = Setup(width=192, height=128, frames=2, steps=3)
 
 
 @dataclass
 class Result:
-    """One contender's measurements (seconds; bytes)."""
+    """One contender's measurements (seconds; GiB; dB), or why it was not measured."""
 
-    name: str
-    settings: str
-    clip_s: float
-    step_s: float
-    decode_s: float
-    peak_bytes: int | None
-    frames: np.ndarray = field(repr=False)
+    mode: str
+    status: str = "ok"
+    settings: dict[str, Any] = field(default_factory=dict)
+    clip_s: float | None = None
+    step_s: float | None = None
+    decode_s: float | None = None
+    peak_gib: float | None = None
+    cold_start_s: float | None = None
+    warm_start_s: float | None = None
+    speedup: float | None = None
+    psnr_vs_eager_db: float | None = None
+    #: ``fast`` only: how far feature reuse moves the frames from ``compiled``'s on the same seed.
+    psnr_vs_compiled_db: float | None = None
+    notes: list[str] = field(default_factory=list)
+    frames: np.ndarray | None = field(default=None, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("frames")
+        return data
 
 
 class Clock:
@@ -92,33 +118,25 @@ class Clock:
         self.marks.append(time.perf_counter())
 
 
-def _image(setup: Setup) -> np.ndarray:
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 frame arrays in dB (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def image_for(setup: Setup) -> np.ndarray:
     y, x = np.mgrid[0 : setup.height, 0 : setup.width]
     rng = np.random.default_rng(0)
     image = np.stack([255 * x / setup.width, 255 * y / setup.height, 128 + 0 * x], axis=-1)
     return np.clip(image + rng.integers(-20, 20, image.shape), 0, 255).astype(np.uint8)
 
 
-def _summarise(name: str, settings: str, clock: Clock, steps: int, frames: np.ndarray, peak: int | None) -> Result:
+def timings(clock: Clock, steps: int) -> tuple[float, float, float]:
+    """Seconds per clip, median per step (the first step excluded: it also encodes the image), decode."""
     marks = clock.marks
-    # marks: start, end of each step..., end of run. Step times exclude the first step, which also
-    # carries the image encoding; the decode is from the last step's end to the frames.
     step_ends = marks[1 : 1 + steps]
     step_times = np.diff(step_ends) if len(step_ends) > 1 else np.array([step_ends[0] - marks[0]])
-    return Result(
-        name=name,
-        settings=settings,
-        clip_s=marks[-1] - marks[0],
-        step_s=float(np.median(step_times)),
-        decode_s=marks[-1] - step_ends[-1],
-        peak_bytes=peak,
-        frames=frames,
-    )
-
-
-def _median(runs: list[Result]) -> Result:
-    """The run with the median time per clip (the other figures come from that same run)."""
-    return sorted(runs, key=lambda r: r.clip_s)[len(runs) // 2]
+    return marks[-1] - marks[0], float(np.median(step_times)), marks[-1] - step_ends[-1]
 
 
 def decode_chunk_of(texts: list[str]) -> int:
@@ -129,173 +147,331 @@ def decode_chunk_of(texts: list[str]) -> int:
     return int(match.group(1))
 
 
-def run_img2vid(parts: Any, setup: Setup, device: str, torch: Any, sync: Callable[[], None], repeats: int) -> Result:
+def engine_options(mode: str) -> dict[str, Any]:
+    """LocalEngine options for a bench mode."""
+    if mode == "low":
+        return {"speed": "eager", "memory": "low"}
+    return {"speed": mode}
+
+
+class Bench:
+    """One benchmark run: the setup, the device and how to build a fresh model."""
+
+    def __init__(self, setup: Setup, device: str, make: Callable[[], Any], repeats: int) -> None:
+        import torch
+
+        self.torch = torch
+        self.setup, self.device, self.make, self.repeats = setup, device, make, repeats
+        self.cuda = device.startswith("cuda")
+        self.sync: Callable[[], None] = torch.cuda.synchronize if self.cuda else (lambda: None)
+
+    def _peak_reset(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+
+    def _peak(self) -> float | None:
+        return self.torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None
+
+    def free(self) -> None:
+        """Drop the last contender's model: dynamo's caches hold its compiled blocks, so they go first."""
+        self.torch._dynamo.reset()
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
+
+    def _baseline_note(self, result: Result) -> None:
+        """Say so when memory from earlier contenders is still held, since the peak figure includes it."""
+        if self.cuda:
+            held = self.torch.cuda.memory_allocated() / 2**30
+            if held > 0.25:
+                result.notes.append(f"{held:.1f} GiB was still allocated from earlier contenders when it started")
+
+    def run_engine(self, mode: str, result: Result) -> None:
+        from img2vid import VideoRequest
+        from img2vid.engines.local import LocalEngine
+
+        setup = self.setup
+        self._baseline_note(result)
+        started = time.perf_counter()
+        engine = LocalEngine.from_components(
+            self.make(), device=self.device, warm_up=(setup.width, setup.height), **engine_options(mode)
+        )
+        engine.load()  # compiles (a 2-step warm-up run) in the compiled modes
+        self.sync()
+        result.cold_start_s = time.perf_counter() - started
+        request = VideoRequest(
+            image=image_for(setup), seed=setup.seed, cfg_scale=setup.cfg_scale, frames=setup.frames, steps=setup.steps
+        )
+        if not engine.speed.compile:
+            engine.generate(request.with_options(steps=2))  # the eager modes' warm-up (cuDNN, allocator)
+        clock = Clock(self.sync)
+        decodes: list[str] = []
+
+        def on_progress(fraction: float | None, text: str) -> None:
+            if text.startswith("step"):
+                clock.mark()
+            elif text.startswith("decoding"):
+                decodes.append(text)
+
+        runs = []
+        for _ in range(self.repeats):
+            decodes.clear()
+            self._peak_reset()
+            clock.start()
+            video = engine.generate(request, progress=on_progress)
+            clock.mark()
+            runs.append((*timings(clock, setup.steps), self._peak(), video))
+        clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
+        result.settings = dict(video.engine_settings)
+        result.frames = video.frames
+        del engine
+
+    def run_diffusers(self, result: Result) -> None:
+        from PIL import Image
+
+        torch, setup = self.torch, self.setup
+        self._baseline_note(result)
+        started = time.perf_counter()
+        pipe = self.make().stock_pipeline()
+        pipe.to(self.device)
+        self.sync()
+        result.cold_start_s = time.perf_counter() - started
+        image = Image.fromarray(image_for(setup))
+        common = dict(
+            height=setup.height, width=setup.width, num_frames=setup.frames, max_guidance_scale=setup.cfg_scale, output_type="np"
+        )
+        pipe(image, num_inference_steps=2, generator=torch.Generator(self.device).manual_seed(setup.seed), **common)
+        clock = Clock(self.sync)
+
+        def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            clock.mark()
+            return tensors
+
+        runs = []
+        for _ in range(self.repeats):
+            self._peak_reset()
+            clock.start()
+            out = pipe(
+                image,
+                num_inference_steps=setup.steps,
+                generator=torch.Generator(self.device).manual_seed(setup.seed),
+                callback_on_step_end=on_step_end,
+                **common,
+            ).frames[0]
+            clock.mark()
+            frames = np.round(np.asarray(out) * 255.0).astype(np.uint8)
+            runs.append((*timings(clock, setup.steps), self._peak(), frames))
+        clip_s, step_s, decode_s, peak, frames = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
+        dtype = str(pipe.unet.dtype).removeprefix("torch.")
+        result.settings = {"dtype": dtype, "decode_chunk": setup.frames, "offload": False, "speed": "stock diffusers"}
+        result.frames = frames
+        del pipe
+
+    def warm_start(self, mode: str, cache_env: dict[str, str], smoke: bool) -> float:
+        """Seconds from starting a fresh Python process to its first clip, with the compile cache filled.
+
+        The child gets an empty inductor cache of its own, so only img2vid's artefact files can make it warm.
+        """
+        env = {**os.environ, **cache_env, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-warm-")}
+        command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode] + (["--smoke"] if smoke else [])
+        started = time.time()
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        if completed.returncode != 0:
+            raise RuntimeError(f"warm-start probe failed: {completed.stderr.strip().splitlines()[-1:]}")
+        finished = json.loads(completed.stdout.strip().splitlines()[-1])["first_clip_done_at"]
+        return finished - started
+
+
+def probe(mode: str, smoke: bool) -> int:
+    """Child process of a warm-start measurement: build, load (from the compile cache), make one clip."""
     from img2vid import VideoRequest
     from img2vid.engines.local import LocalEngine
 
-    engine = LocalEngine.from_components(parts, device=device)
-    request = VideoRequest(
-        image=_image(setup), seed=setup.seed, cfg_scale=setup.cfg_scale, frames=setup.frames, steps=setup.steps
+    setup, device, make = _platform(smoke)[:3]
+    engine = LocalEngine.from_components(make(), device=device, warm_up=(setup.width, setup.height), **engine_options(mode))
+    engine.load()
+    engine.generate(
+        VideoRequest(image=image_for(setup), seed=setup.seed, cfg_scale=setup.cfg_scale, frames=setup.frames, steps=setup.steps)
     )
-    engine.generate(request.with_options(steps=2))  # warm-up
-    clock = Clock(sync)
-    decode_chunks: list[str] = []
-
-    def on_progress(fraction: float | None, text: str) -> None:
-        if text.startswith("step"):
-            clock.mark()
-        else:
-            decode_chunks.append(text)
-
-    runs = []
-    for _ in range(repeats):
-        decode_chunks.clear()
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        clock.start()
-        video = engine.generate(request, progress=on_progress)
-        clock.mark()
-        peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-        dtype = str(engine.dtype).removeprefix("torch.")
-        settings = f"{dtype}, decode chunk {decode_chunk_of(decode_chunks)}, offload {engine._offload}"
-        runs.append(_summarise("img2vid LocalEngine", settings, clock, setup.steps, video.frames, peak))
-    return _median(runs)
+    print(json.dumps({"first_clip_done_at": time.time()}))
+    return 0
 
 
-def run_diffusers(
-    parts: Any, setup: Setup, device: str, dtype: Any, torch: Any, sync: Callable[[], None], repeats: int
-) -> Result:
-    from PIL import Image
-
-    pipe = parts.stock_pipeline()
-    pipe.to(device)  # the parts are already in `dtype`; casting again only makes diffusers warn
-    image = Image.fromarray(_image(setup))
-    common = dict(
-        height=setup.height, width=setup.width, num_frames=setup.frames, max_guidance_scale=setup.cfg_scale, output_type="np"
-    )
-    pipe(image, num_inference_steps=2, generator=torch.Generator(device).manual_seed(setup.seed), **common)  # warm-up
-    clock = Clock(sync)
-
-    def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        clock.mark()
-        return tensors
-
-    runs = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        clock.start()
-        out = pipe(
-            image,
-            num_inference_steps=setup.steps,
-            generator=torch.Generator(device).manual_seed(setup.seed),
-            callback_on_step_end=on_step_end,
-            **common,
-        ).frames[0]
-        clock.mark()
-        peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-        frames = np.round(np.asarray(out) * 255.0).astype(np.uint8)
-        settings = f"{str(dtype).removeprefix('torch.')}, default settings (decode all {setup.frames} frames at once)"
-        runs.append(_summarise("diffusers StableVideoDiffusionPipeline", settings, clock, setup.steps, frames, peak))
-    return _median(runs)
-
-
-def _free(torch: Any) -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _fmt_bytes(value: int | None) -> str:
-    return "n/a (CPU)" if value is None else f"{value / 1024**3:.1f} GiB"
-
-
-def render(results: list[Result], setup: Setup, *, smoke: bool, device_name: str, notes: list[str], repeats: int) -> str:
-    import diffusers
+def _platform(smoke: bool) -> tuple[Setup, str, Callable[[], Any], str]:
     import torch
 
+    from img2vid.engines.local.tiny import build_random_svd_xt, build_tiny
+
+    if smoke:
+        return SMOKE, "cpu", build_tiny, f"CPU ({platform.processor() or platform.machine()})"
+    return FULL, "cuda", lambda: build_random_svd_xt(device="cuda", dtype=torch.float16), torch.cuda.get_device_name(0)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
+
+
+def finish(results: list[Result]) -> None:
+    """Ratios against diffusers and PSNR against eager, for every measured contender."""
+    by_mode = {r.mode: r for r in results if r.status == "ok"}
+    reference, eager = by_mode.get("diffusers-fp16"), by_mode.get("eager")
+    fast, compiled = by_mode.get("fast"), by_mode.get("compiled")
+    if fast is not None and compiled is not None and fast.frames is not None and compiled.frames is not None:
+        value = psnr(fast.frames, compiled.frames)
+        fast.psnr_vs_compiled_db = None if math.isinf(value) else round(value, 2)
+    for r in results:
+        if r.status != "ok":
+            continue
+        if reference is not None and r.clip_s:
+            r.speedup = reference.clip_s / r.clip_s  # type: ignore[operator]
+        if eager is not None and r is not eager and r.frames is not None and eager.frames is not None:
+            if r.frames.shape == eager.frames.shape:
+                value = psnr(r.frames, eager.frames)
+                r.psnr_vs_eager_db = None if math.isinf(value) else round(value, 2)
+                if math.isinf(value) and "frames identical to eager's" not in r.notes:
+                    r.notes.append("frames identical to eager's")
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def table(results: list[Result]) -> str:
     lines = [
-        "# Local engine benchmark",
-        "",
-        f"Written by `python bench/engine.py{' --smoke' if smoke else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        *notes,
-        "",
-        f"- Device: {device_name}; torch {torch.__version__}, diffusers {diffusers.__version__}, Python {platform.python_version()}",
-        f"- Model: {'tiny random model' if smoke else 'full-size SVD-XT architecture, random weights'}",
-        f"- Job: {setup.width}x{setup.height}, {setup.frames} frames, {setup.steps} steps, cfg {setup.cfg_scale} "
-        "(classifier-free guidance: both halves in one batched UNet call per step), seed "
-        f"{setup.seed}; each contender warmed up once, then timed {repeats} times (the median run is shown)",
-        "",
-        "| contender | settings | s / clip | s / UNet step | s VAE decode | peak GPU memory |",
-        "|---|---|---:|---:|---:|---:|",
+        "| mode | status | s / clip | x diffusers | s / step | s decode | peak GiB | cold start s | warm start s | PSNR vs eager dB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.name} | {r.settings} | {r.clip_s:.2f} | {r.step_s:.3f} | {r.decode_s:.2f} | {_fmt_bytes(r.peak_bytes)} |"
+            f"| {r.mode} | {r.status} | {_f(r.clip_s, '.2f')} | {_f(r.speedup, '.2f')} | {_f(r.step_s, '.3f')} | "
+            f"{_f(r.decode_s, '.2f')} | {_f(r.peak_gib, '.1f')} | {_f(r.cold_start_s, '.0f')} | "
+            f"{_f(r.warm_start_s, '.0f')} | {_f(r.psnr_vs_eager_db, '.1f')} |"
         )
-    if len(results) == 2:
-        ours, theirs = results
-        lines += ["", f"img2vid / diffusers time per clip: {ours.clip_s / theirs.clip_s:.2f}x."]
-        if smoke:
-            diff = int(np.abs(ours.frames.astype(np.int16) - theirs.frames.astype(np.int16)).max())
-            lines.append(f"Largest pixel difference between the two contenders' frames (fp32, same seed): {diff}/255.")
-    if not smoke:
-        lines += ["", "Implied throughput (from the task's FLOP counts: 160 TFLOP per CFG step, 174 per decode, 4,175 per clip):", ""]
-        for r in results:
-            lines.append(
-                f"- {r.name}: {TFLOP_PER_CFG_STEP / r.step_s:.0f} TFLOP/s in the UNet, {TFLOP_DECODE / r.decode_s:.0f} TFLOP/s "
-                f"in the decode, {TFLOP_CLIP / r.clip_s:.0f} TFLOP/s over the clip"
-            )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
+
+
+def verdicts(results: list[Result]) -> list[str]:
+    """Each target of the issue, met or not, from this run's figures."""
+    by_mode = {r.mode: r for r in results if r.status == "ok"}
+    out = []
+    for mode, target in TARGETS.items():
+        r = by_mode.get(mode)
+        if r is not None and r.speedup is not None:
+            out.append(f"{mode}: {r.speedup:.2f}x diffusers fp16 (target {target}x): {'met' if r.speedup >= target else 'NOT met'}")
+    fast = by_mode.get("fast")
+    if fast is not None and fast.psnr_vs_compiled_db is not None:
+        out.append(f"fast against compiled on the same seed: PSNR {fast.psnr_vs_compiled_db:.1f} dB")
+    fp8 = by_mode.get("fp8")
+    if fp8 is not None and fp8.psnr_vs_eager_db is not None:
+        ok = fp8.psnr_vs_eager_db >= TARGET_FP8_PSNR
+        out.append(f"fp8 PSNR vs eager {fp8.psnr_vs_eager_db:.1f} dB (target {TARGET_FP8_PSNR:g}): {'met' if ok else 'NOT met'}")
+    low = by_mode.get("low")
+    if low is not None and low.peak_gib is not None:
+        ok = low.peak_gib <= TARGET_LOW_PEAK_GIB
+        out.append(f"low peak {low.peak_gib:.1f} GiB (target {TARGET_LOW_PEAK_GIB:g}): {'met' if ok else 'NOT met'}")
+    for r in results:
+        if r.warm_start_s is not None:
+            ok = r.warm_start_s <= TARGET_WARM_START_S
+            out.append(f"{r.mode} warm start {r.warm_start_s:.0f} s (target {TARGET_WARM_START_S:g} s): {'met' if ok else 'NOT met'}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the benchmark runs")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender; the median is reported")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
+    parser.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma-separated, from {', '.join(ALL_MODES)}")
+    parser.add_argument("--warm-start", default="compiled", help="modes whose warm start is measured in a fresh process ('' for none)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per contender; the median is reported")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/gpu-<gpu name>.json)")
+    parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe:
+        return probe(args.probe, args.smoke)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in ALL_MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODES)}")
+    warm = {m.strip() for m in args.warm_start.split(",") if m.strip()}
 
     import torch
 
-    from img2vid.engines.local.tiny import build_random_svd_xt, build_tiny
+    if not args.smoke and not torch.cuda.is_available():
+        print("the full benchmark needs a CUDA GPU; use --smoke to check it on a CPU", file=sys.stderr)
+        return 2
+    setup, device, make, device_name = _platform(args.smoke)
+    out = args.out or RESULTS / ("cpu-smoke.json" if args.smoke else f"gpu-{slug(device_name)}.json")
 
-    notes: list[str] = []
-    if args.smoke:
-        setup, device, dtype = SMOKE, "cpu", torch.float32
-        device_name = f"CPU ({platform.processor() or platform.machine()})"
-        make = build_tiny
-        notes.append(
-            "Smoke form: the tiny random model on the CPU, so these timings say nothing about GPU speed, and on a "
-            "shared CPU they vary by several times from run to run. "
-            + (
-                "No CUDA GPU was available where this file was written; the full form "
-                "(`python bench/engine.py` on a GPU) replaces it with full-size SVD-XT figures."
-                if not torch.cuda.is_available()
-                else "Run the full form for GPU figures."
-            )
+    # A fresh, private compile cache: the first compiled mode starts truly cold, and nothing touches the
+    # user's own cache. Children (warm-start probes) inherit the artefact folder.
+    scratch = Path(tempfile.mkdtemp(prefix="img2vid-bench-"))
+    cache_env = {"IMG2VID_COMPILE_CACHE": str(scratch / "img2vid")}
+    os.environ.update(cache_env)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / "inductor")
+
+    bench = Bench(setup, device, make, args.repeats)
+    results: list[Result] = []
+    compiled_before = False
+    import diffusers
+
+    def write() -> str:
+        """Write the JSON and the Markdown table with what is measured so far (after every mode)."""
+        finish(results)
+        report = {
+            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": "python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "device": device_name,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "diffusers": diffusers.__version__,
+            "python": platform.python_version(),
+            "model": "tiny random model" if args.smoke else "full-size SVD-XT architecture, random weights",
+            "setup": asdict(setup),
+            "repeats": args.repeats,
+            "results": [r.public() for r in results],
+            "verdicts": verdicts(results),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        summary = (
+            f"# Local engine benchmark: {device_name}\n\n`{report['command'].strip()}` on {report['written']}; torch "
+            f"{torch.__version__}, diffusers {diffusers.__version__}; {report['model']}; {setup.width}x{setup.height}, "
+            f"{setup.frames} frames, {setup.steps} steps, cfg {setup.cfg_scale}, seed {setup.seed}.\n\n{table(results)}\n\n"
+            + "".join(f"- {line}\n" for line in report["verdicts"])
+            + "".join(f"- {r.mode}: {note}\n" for r in results for note in r.notes)
         )
-        sync: Callable[[], None] = lambda: None  # noqa: E731
-    else:
-        if not torch.cuda.is_available():
-            print("the full benchmark needs a CUDA GPU; use --smoke to check it on a CPU", file=sys.stderr)
-            return 2
-        setup, device, dtype = FULL, "cuda", torch.float16
-        device_name = torch.cuda.get_device_name(0)
-        make = lambda: build_random_svd_xt(device="cuda", dtype=torch.float16)  # noqa: E731
-        sync = torch.cuda.synchronize
-        notes.append("Full form: full-size SVD-XT architecture with random weights on the GPU.")
+        out.with_suffix(".md").write_text(summary)
+        return summary
 
-    results = [run_img2vid(make(), setup, device, torch, sync, args.repeats)]
-    _free(torch)
-    results.append(run_diffusers(make(), setup, device, dtype, torch, sync, args.repeats))
-    _free(torch)
+    for mode in modes:
+        result = Result(mode=mode)
+        results.append(result)
+        print(f"[bench] {mode} ...", file=sys.stderr, flush=True)
+        try:
+            if mode == "diffusers-fp16":
+                bench.run_diffusers(result)
+            else:
+                bench.run_engine(mode, result)
+                if result.settings.get("compiled") and compiled_before:
+                    result.notes.append("cold start after earlier compiled modes filled the caches they share with it")
+                compiled_before = compiled_before or bool(result.settings.get("compiled"))
+                if mode in warm and result.settings.get("compiled"):
+                    result.warm_start_s = bench.warm_start(mode, cache_env, args.smoke)
+        except KeyboardInterrupt:
+            result.status = "stopped: out of time"
+            write()
+            break
+        except Exception as error:  # noqa: BLE001 - one mode failing must not lose the others' figures
+            from img2vid.errors import InvalidInputError
 
-    text = render(results, setup, smoke=args.smoke, device_name=device_name, notes=notes, repeats=args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+            kind = "skipped" if isinstance(error, InvalidInputError) else "failed"
+            result.status = f"{kind}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        finally:
+            bench.free()
+        print(f"[bench] {mode}: {result.status} {_f(result.clip_s, '.2f')} s/clip", file=sys.stderr, flush=True)
+        write()
+    print(write())
     return 0
 
 

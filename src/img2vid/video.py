@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -31,12 +31,15 @@ FINISH_CONTENT_FILTERED = "CONTENT_FILTERED"
 
 @dataclass(eq=False)
 class Video:
-    """Frames, their rate, the seed that made them and why generation finished."""
+    """Frames, their rate, the seed that made them, why generation finished, and the engine's settings."""
 
     frames: np.ndarray
     fps: float
     seed: int | None = None
     finish_reason: str = FINISH_SUCCESS
+    #: What the engine actually ran with (the local engine: device, dtype, speed, memory, offload, decode
+    #: chunk...); empty where the engine does not say (a remote server).
+    engine_settings: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         frames = self.frames

@@ -42,6 +42,18 @@ class DType(str, Enum):
     bfloat16 = "bfloat16"
 
 
+class Speed(str, Enum):
+    eager = "eager"
+    compiled = "compiled"
+    fp8 = "fp8"
+    fast = "fast"
+
+
+class Memory(str, Enum):
+    auto = "auto"
+    low = "low"
+
+
 def output_paths(images: list[Path], output: str | Path | None, fmt: str) -> list[Path]:
     """Where each image's video goes.
 
@@ -137,6 +149,18 @@ def generate(
     noise_aug: Annotated[Optional[float], typer.Option(help="Local engine: noise added to the image (default 0.02).")] = None,
     min_guidance: Annotated[Optional[float], typer.Option(help="Local engine: guidance on the first frame (default 1.0).")] = None,
     decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
+    speed: Annotated[
+        Optional[Speed],
+        typer.Option(
+            help="Local engine: eager, compiled (default on CUDA; the first start compiles for minutes, later "
+            "ones reuse the cache), fp8 (compiled with FP8 layers; GPUs of compute capability 8.9+, needs torchao) "
+            "or fast (compiled, reusing deep features across steps; slightly different frames)."
+        ),
+    ] = None,
+    memory: Annotated[
+        Optional[Memory],
+        typer.Option(help="Local engine: auto (default: low when the GPU's free memory is short) or low (fits SVD-XT in 8 GiB)."),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs (API keys are masked).")] = False,
 ) -> None:
     """Make a video from each image.
@@ -168,16 +192,24 @@ def generate(
         from ..engines.select import choose_engine
 
         chosen = choose_engine(
-            engine, model, timeout=timeout, device=device, dtype=dtype.value if dtype else None
+            engine,
+            model,
+            timeout=timeout,
+            device=device,
+            dtype=dtype.value if dtype else None,
+            speed=speed.value if speed else None,
+            memory=memory.value if memory else None,
         )
         for index, (image, request, target) in enumerate(zip(images, requests, targets), start=1):
             label = f"[{index}/{len(images)}] {image.name}" if len(images) > 1 else image.name
             video = _run_one(chosen, request, label, console)
             video.save(target, fmt)
             seed = "seed not reported" if video.seed is None else f"seed {video.seed}"
+            mode = video.engine_settings.get("speed")
+            how = f", speed {mode}, memory {video.engine_settings.get('memory')}" if mode else ""
             console.print(
                 f"{label}: {video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps, "
-                f"{seed} -> {target}",
+                f"{seed}{how} -> {target}",
                 markup=False,
             )
             typer.echo(str(target))

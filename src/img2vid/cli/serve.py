@@ -53,6 +53,11 @@ def serve(
         typer.Option(help="embedded: run jobs here (default); celery: hand them to 'img2vid worker' processes (loads no model)."),
     ] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
+    speed: Annotated[
+        Optional[str],
+        typer.Option(help="eager, compiled (default on CUDA: compiled before the first job), fp8 or fast."),
+    ] = None,
+    memory: Annotated[Optional[str], typer.Option(help="auto (default) or low (SVD-XT in 8 GiB).")] = None,
     any_size: Annotated[
         Optional[bool], typer.Option("--any-size/--protocol-sizes", help="Accept sizes other than 1024x576, 576x1024, 768x768.")
     ] = None,
@@ -78,13 +83,17 @@ def serve(
             workers=workers,
             dispatch=dispatch,
             device=device,
+            speed=speed,
+            memory=memory,
             any_size=any_size,
             auth=auth,
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
         if settings.dispatch == "embedded":
-            # Load the model before listening, so a model that cannot load is a plain error and an exit code.
+            # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
+            # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
+            _log_engine_progress()
             engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
             app = create_app(settings, engine_factory=lambda: next(engines))
         else:
@@ -95,3 +104,15 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
         raise typer.Exit(report_error(error, debug=debug)) from None
+
+
+def _log_engine_progress() -> None:
+    """The local engine's loading and compiling messages on stderr (uvicorn configures only its own logs)."""
+    import logging
+
+    logger = logging.getLogger("img2vid.engines")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))

@@ -35,13 +35,15 @@ LOCAL_INSTALL_HINT = (
 )
 
 
-def _local_engine(model: str | None, *, device: str | None, dtype: str | None) -> Engine:
+def _local_engine(
+    model: str | None, *, device: str | None, dtype: str | None, speed: str | None = None, memory: str | None = None
+) -> Engine:
     """The shared local engine; a missing torch or diffusers is an install hint, not a traceback."""
     try:
         from .local import DEFAULT_MODEL, LocalEngine
     except ImportError as exc:
         raise ModelError(LOCAL_INSTALL_HINT) from exc
-    return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype)
+    return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype, speed=speed, memory=memory)
 
 
 def choose_engine(
@@ -52,11 +54,13 @@ def choose_engine(
     device: str | None = None,
     dtype: str | None = None,
     api_key: str | None = None,
+    speed: str | None = None,
+    memory: str | None = None,
 ) -> Engine:
     """The engine the user asked for, built (a local one is shared per process and kept warm).
 
     ``api_key`` is handed to a remote engine ahead of the environment and config file; the local engine
-    needs none.
+    needs none. ``speed`` and ``memory`` are the local engine's modes.
     """
     kind = (engine or "").strip()
     if model is not None and kind and kind.lower() != "local":
@@ -67,7 +71,7 @@ def choose_engine(
             allowed=ENGINE_CHOICES,
         )
     if kind.lower() == "local" or model is not None or (not kind and not _uses_remote_by_default()):
-        return _local_engine(model, device=device, dtype=dtype)
+        return _local_engine(model, device=device, dtype=dtype, speed=speed, memory=memory)
 
     from .remote import RemoteEngine
 

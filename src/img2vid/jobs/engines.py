@@ -37,9 +37,9 @@ def engine_factory_for(settings: ServerSettings) -> EngineFactory:
 
         model = settings.model or DEFAULT_MODEL
         if settings.workers <= 1:
-            engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype)
+            engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
         else:
-            engine = LocalEngine(model, device=settings.device, dtype=settings.dtype)
+            engine = LocalEngine(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
         if str(engine.device).startswith("cpu"):
             _leave_a_core_for_requests(settings.engine_threads)
         return engine

@@ -4,8 +4,9 @@ It reproduces ``StableVideoDiffusionPipeline`` operation for operation (same ran
 generator, same guidance ramp, same scheduler calls), so that for one model, seed and set of parameters
 the frames equal diffusers' within 1/255 in fp32 on a CPU; the tests hold it to that. What it adds:
 progress after every denoising step and every decode chunk, cancellation between them, model offload
-that moves each component to the device only while it works, and frames returned as uint8 without a
-detour through PIL. It never loads a model and never chooses a device: the engine hands it both.
+that moves each component to the device only while it works, deep-feature reuse across steps when the
+engine's speed mode asks for it (``deep_cache``), and frames returned as uint8 without a detour through
+PIL. It never loads a model and never chooses a device: the engine hands it both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
 from .components import Components
+from .deep_cache import new_stepper
 from .preprocess import clip_pixels
 
 __all__ = ["SVDParams", "run_svd"]
@@ -74,8 +76,14 @@ def run_svd(
     placement: Placement,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    *,
+    deep_cache_interval: int = 0,
 ) -> np.ndarray:
-    """Frames (T×H×W×3 uint8) animating ``image`` (H×W×3 uint8, already at a size the model accepts)."""
+    """Frames (T×H×W×3 uint8) animating ``image`` (H×W×3 uint8, already at a size the model accepts).
+
+    ``deep_cache_interval`` N > 0 runs the whole UNet only every N steps and reuses its deep features
+    in between (``deep_cache``); 0 runs it in full on every step, as diffusers does.
+    """
     from diffusers.utils.torch_utils import randn_tensor
 
     device = placement.device
@@ -138,14 +146,13 @@ def run_svd(
 
     # 9. Denoising loop: one UNet call per step (both CFG halves batched), cancel checked between steps.
     with _OnDevice(parts.unet, placement) as unet:
+        step_unet = new_stepper(unet, deep_cache_interval)
         for index, t in enumerate(timesteps):
             raise_if_cancelled(cancel)
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             model_input = torch.cat([model_input, image_latents], dim=2)
-            noise_pred = unet(
-                model_input, t, encoder_hidden_states=image_embeddings, added_time_ids=added_time_ids, return_dict=False
-            )[0]
+            noise_pred = step_unet(index, model_input, t, image_embeddings, added_time_ids)
             if do_cfg:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + guidance * (cond - uncond)

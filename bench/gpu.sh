@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One command on a fresh CUDA machine with this repository: install what the GPU bench needs from the
+# package registries, run the GPU tests and the whole engine benchmark (every speed and memory mode
+# against diffusers fp16), and print a summary table. Results: bench/results/gpu-<gpu name>.json (+ .md).
+#
+#   bash bench/gpu.sh                  # everything, about 10 minutes on an H100/H200
+#   BENCH_MODES=eager,compiled bash bench/gpu.sh
+#
+# Variables: PYTHON (default python3), VENV (default .venv-gpu; "none" installs into the current
+# environment), TORCH_INDEX (default https://download.pytorch.org/whl/cu128), BENCH_MODES, BENCH_REPEATS
+# (default 1), BENCH_WARM_START (default compiled), TIME_BUDGET_S (default 570: the whole script's
+# budget; the bench is stopped, keeping the figures measured so far, when only TESTS_RESERVE_S, default
+# 150, are left for the GPU tests).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv-gpu}
+TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cu128}
+BENCH_MODES=${BENCH_MODES:-diffusers-fp16,eager,low,compiled,fast,fp8}
+BENCH_REPEATS=${BENCH_REPEATS:-1}
+BENCH_WARM_START=${BENCH_WARM_START:-compiled}
+TIME_BUDGET_S=${TIME_BUDGET_S:-570}
+TESTS_RESERVE_S=${TESTS_RESERVE_S:-150}
+
+say() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv,noheader >&2 || true
+
+# 1. Install: the local engine's extra, torchao for fp8, pytest for the GPU tests. A CUDA build of torch
+#    2.6 or newer that the machine already has is kept (GPU images ship one, and downloading another costs
+#    minutes); otherwise torch is installed at the project's pinned version from PyTorch's CUDA index.
+say "installing"
+if [ "$VENV" != "none" ]; then
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+    PY="$VENV/bin/python"
+else
+    PY="$PYTHON"
+fi
+if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(0 if v >= (2, 6) and torch.cuda.is_available() else 1)' 2>/dev/null; then
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet "torch==2.13.0" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple
+fi
+"$PY" -m pip install --quiet -e ".[local,fp8]" pytest
+"$PY" - <<'EOF' >&2
+import torch
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, "
+      f"capability {'.'.join(map(str, torch.cuda.get_device_capability(0)))}")
+EOF
+
+# 2. The benchmark first (its figures are the point), bounded so that TESTS_RESERVE_S are left for the
+#    tests; it writes its JSON after every mode, so a stop keeps what was measured.
+left=$(( TIME_BUDGET_S - TESTS_RESERVE_S - ($(date +%s) - started) ))
+[ "$left" -ge 60 ] || left=60  # timeout 0 would mean "no limit"
+say "benchmark: modes $BENCH_MODES, ${left}s allowed"
+bench_status=0
+timeout --signal=INT --kill-after=30 "${left}" "$PY" bench/engine.py --modes "$BENCH_MODES" --repeats "$BENCH_REPEATS" \
+    --warm-start "$BENCH_WARM_START" || bench_status=$?
+
+# 3. GPU tests (they skip without CUDA; here they run), in what is left of the budget.
+left=$(( TIME_BUDGET_S - ($(date +%s) - started) ))
+[ "$left" -ge 60 ] || left=60
+say "GPU tests, ${left}s allowed"
+tests_status=0
+timeout --kill-after=30 "${left}" "$PY" -m pytest -q -m gpu tests/engines -p no:cacheprovider || tests_status=$?
+
+# 4. Summary.
+say "summary"
+gpu_slug=$("$PY" -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-"))')
+summary="bench/results/gpu-${gpu_slug}.md"
+if [ -f "$summary" ]; then
+    cat "$summary"
+else
+    echo "no results file ($summary): the benchmark did not finish (exit $bench_status)"
+fi
+echo
+echo "GPU tests exit status: $tests_status; benchmark exit status: $bench_status; total $(( $(date +%s) - started )) s"
+exit $(( tests_status != 0 || bench_status != 0 ))
