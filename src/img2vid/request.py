@@ -46,10 +46,10 @@ ENGINE_FIELDS: tuple[str, ...] = (
     "decode_chunk_size",
 )
 
-#: What the local engine uses for a field left ``None`` (frames and decode_chunk_size depend on the model
-#: and the free memory, so they have none here). Every front door that shows a default reads it from here.
+#: What the local engine uses for a field left ``None`` (frames and steps depend on the model, and
+#: decode_chunk_size on free memory, so they have none here). Every front door that shows a default reads
+#: it from here.
 ENGINE_DEFAULTS: dict[str, int | float] = {
-    "steps": 25,
     "fps": 7,
     "noise_aug_strength": 0.02,
     "min_guidance_scale": 1.0,

@@ -48,15 +48,28 @@ def test_remote_with_a_server_or_stability(chosen):
 def test_a_checkpoint_from_comfyui_runs_locally_on_comfyui_device(chosen, comfy_stub, checkpoints):
     nodes.choose_node_engine("auto", "", "svd_xt.safetensors")
     nodes.choose_node_engine("local", "", "stabilityai/stable-video-diffusion-img2vid")
+    eager = {"device": "cpu", "speed": "eager", "memory": "auto"}  # the node's defaults: no surprise compile
     assert chosen == [
-        ("local", str(checkpoints), {"device": "cpu"}),
-        ("local", "stabilityai/stable-video-diffusion-img2vid", {"device": "cpu"}),
+        ("local", str(checkpoints), eager),
+        ("local", "stabilityai/stable-video-diffusion-img2vid", eager),
     ]
+
+
+def test_the_speed_and_memory_widgets_reach_the_local_engine_only(chosen, comfy_stub):
+    nodes.choose_node_engine("local", "", "tiny", speed="compiled", memory="low")
+    nodes.choose_node_engine("remote", "http://10.0.0.2:8000", "", speed="compiled", memory="low")
+    assert chosen == [
+        ("local", "tiny", {"device": "cpu", "speed": "compiled", "memory": "low"}),
+        ("http://10.0.0.2:8000", None, {}),
+    ]
+    spec = nodes.Img2VidImageToVideo.INPUT_TYPES()["optional"]
+    assert spec["speed"][0] == ["eager", "compiled", "fp8", "fast"] and spec["speed"][1]["default"] == "eager"
+    assert spec["memory"][0] == ["auto", "low"]
 
 
 def test_auto_with_nothing_set_leaves_the_choice_to_the_configuration(chosen):
     nodes.choose_node_engine("auto", "", "")
-    assert chosen == [(None, None, {"device": None})]
+    assert chosen == [(None, None, {"device": None, "speed": "eager", "memory": "auto"})]
 
 
 def test_a_server_that_is_no_url_names_the_field(chosen):

@@ -23,6 +23,11 @@ def worker(
     ] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="float32, float16 or bfloat16 (default: chosen for the device).")] = None,
+    speed: Annotated[
+        Optional[str],
+        typer.Option(help="eager, compiled (default on CUDA: compiled before the first job), fp8 or fast."),
+    ] = None,
+    memory: Annotated[Optional[str], typer.Option(help="auto (default) or low (SVD-XT in 8 GiB).")] = None,
     name: Annotated[Optional[str], typer.Option(help="This worker's name in metrics and logs (default: host:pid).")] = None,
     log_level: Annotated[str, typer.Option(help="Log level: DEBUG, INFO, WARNING.")] = "INFO",
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -36,7 +41,7 @@ def worker(
         from .serve import check_services
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        settings = load_settings(model=model, device=device, dtype=dtype, dispatch="celery")
+        settings = load_settings(model=model, device=device, dtype=dtype, speed=speed, memory=memory, dispatch="celery")
         if not settings.database_url:
             typer.echo(
                 "img2vid worker: IMG2VID_DATABASE_URL is not set; the worker uses the local SQLite store, "

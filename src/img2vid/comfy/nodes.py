@@ -26,7 +26,7 @@ from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
-from . import memory
+from . import memory as comfy_memory
 from .caching import seed_fingerprint
 from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
 from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 ENGINE_CHOICES = ["auto", "remote", "local"]
+#: The local engine's speed and memory modes. The node defaults to eager: inside ComfyUI a model is often
+#: unloaded and loaded again, and a first compile takes minutes.
+SPEED_CHOICES = ["eager", "compiled", "fp8", "fast"]
+MEMORY_CHOICES = ["auto", "low"]
 #: crop first: it is the default everywhere in img2vid.
 FIT_CHOICES = [FitMode.CROP.value, FitMode.PAD.value, FitMode.STRETCH.value, FitMode.STRICT.value]
 
@@ -119,8 +123,9 @@ def _check_server(server: str | None) -> None:
     )
 
 
-def choose_node_engine(engine: str, server: str, model: str) -> Engine:
-    """The engine the node's ``engine``, ``server`` and ``model`` widgets ask for."""
+def choose_node_engine(engine: str, server: str, model: str, *, speed: str = "eager", memory: str = "auto") -> Engine:
+    """The engine the node's ``engine``, ``server`` and ``model`` widgets ask for (``speed`` and ``memory``
+    apply to the local engine only)."""
     server_value = (server or "").strip() or None
     model_value = (model or "").strip() or None
     _check_server(server_value)
@@ -130,10 +135,10 @@ def choose_node_engine(engine: str, server: str, model: str) -> Engine:
         return choose_engine(server_value or resolve_base_url())
     if engine == "local" or (engine == "auto" and picked):
         location = _model_location(model_value) if model_value else None
-        return choose_engine("local", location, device=_comfy_device())
+        return choose_engine("local", location, device=_comfy_device(), speed=speed, memory=memory)
     if engine == "auto":
         # Neither set: a configured server or key means remote, otherwise the local engine.
-        return choose_engine(None, device=_comfy_device())
+        return choose_engine(None, device=_comfy_device(), speed=speed, memory=memory)
     raise InvalidInputError.for_field("engine", engine, "one of " + ", ".join(ENGINE_CHOICES))
 
 
@@ -312,6 +317,25 @@ SPEC = NodeSpec(
             optional=True,
         ),
         _optional_int("decode_chunk_size", "frames decoded at once (less memory)"),
+        Field(
+            "speed",
+            "COMBO",
+            {
+                "default": "eager",
+                "tooltip": "Local engine: eager runs at once; compiled is faster per clip but compiles for minutes "
+                "the first time (then from its cache); fp8 needs an RTX 40/H100-class GPU; fast also reuses "
+                "features across steps (slightly different frames).",
+            },
+            choices=SPEED_CHOICES,
+            optional=True,
+        ),
+        Field(
+            "memory",
+            "COMBO",
+            {"default": "auto", "tooltip": "Local engine: low keeps SVD-XT under 8 GB of GPU memory (slower)."},
+            choices=MEMORY_CHOICES,
+            optional=True,
+        ),
     ),
     # ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
     outputs=(
@@ -371,6 +395,8 @@ class Img2VidImageToVideo:
         noise_aug_strength: float = ENGINE_DEFAULTS["noise_aug_strength"],
         min_guidance_scale: float = ENGINE_DEFAULTS["min_guidance_scale"],
         decode_chunk_size: int = 0,
+        speed: str = "eager",
+        memory: str = "auto",
         unique_id: str | None = None,
     ) -> tuple[Any, ...]:
         secrets = known_secrets()
@@ -391,14 +417,14 @@ class Img2VidImageToVideo:
                 )
                 for item in _batch(image)
             ]
-            chosen = choose_node_engine(engine, server, model)
-        memory.attach(chosen)
+            chosen = choose_node_engine(engine, server, model, speed=speed, memory=memory)
+        comfy_memory.attach(chosen)
         node_id = str(unique_id) if unique_id is not None else None
         try:
             videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
         except BaseException as exc:
             if is_interrupt(exc):
-                memory.release_after_interrupt(chosen)
+                comfy_memory.release_after_interrupt(chosen)
             raise
         finally:
             close_engine(chosen)

@@ -25,7 +25,7 @@ import torch
 
 from ...errors import InvalidInputError, ServiceError
 from ...fitting import FitMode, MultipleOf
-from ...request import MAX_SEED, VideoRequest
+from ...request import ENGINE_DEFAULTS, MAX_SEED, VideoRequest
 from ...video import Video
 from ..base import CancelCheck, ProgressCallback
 from .compile_cache import CompileCache, cache_key, default_cache_folder
@@ -37,7 +37,7 @@ from .models import DEFAULT_MODEL, load_components, model_scale, place_component
 from .pipeline import Placement, SVDParams, run_svd
 from .speed import SpeedPlan, apply_speed, resolve_speed
 
-__all__ = ["LocalEngine", "DEFAULT_FPS", "DEFAULT_NOISE_AUG", "DEFAULT_MIN_GUIDANCE", "DEFAULT_WARM_UP"]
+__all__ = ["LocalEngine", "DEFAULT_WARM_UP"]
 
 log = logging.getLogger("img2vid.engines.local")
 
@@ -48,9 +48,6 @@ def _is_out_of_memory(error: RuntimeError) -> bool:
     """CUDA's out-of-memory error, or another backend's (MPS raises a plain RuntimeError saying so)."""
     return isinstance(error, _OUT_OF_MEMORY) or "out of memory" in str(error).lower()
 
-DEFAULT_FPS = 7
-DEFAULT_NOISE_AUG = 0.02
-DEFAULT_MIN_GUIDANCE = 1.0
 #: The size :meth:`LocalEngine.load` compiles for when a speed mode compiles: the protocol's default size.
 DEFAULT_WARM_UP = (1024, 576)
 #: Steps of the warm-up run: one full UNet step and, in ``fast``, one that reuses the deep features.
@@ -296,7 +293,7 @@ class LocalEngine:
         height, width = image.shape[:2]
         frames = request.frames if request.frames is not None else parts.default_frames
         seed = request.seed or secrets.randbelow(MAX_SEED) + 1
-        fps = request.fps if request.fps is not None else DEFAULT_FPS
+        fps = request.fps if request.fps is not None else ENGINE_DEFAULTS["fps"]
         # Planned inside the lock: free memory is read while no other run of this engine holds any.
         chunk = decode_chunk(
             dtype=self.dtype,
@@ -315,10 +312,10 @@ class LocalEngine:
             fps=fps,
             motion_bucket_id=request.motion_bucket_id,
             noise_aug_strength=(
-                request.noise_aug_strength if request.noise_aug_strength is not None else DEFAULT_NOISE_AUG
+                request.noise_aug_strength if request.noise_aug_strength is not None else ENGINE_DEFAULTS["noise_aug_strength"]
             ),
             min_guidance_scale=(
-                request.min_guidance_scale if request.min_guidance_scale is not None else DEFAULT_MIN_GUIDANCE
+                request.min_guidance_scale if request.min_guidance_scale is not None else ENGINE_DEFAULTS["min_guidance_scale"]
             ),
             max_guidance_scale=request.cfg_scale,
             decode_chunk_size=chunk,
