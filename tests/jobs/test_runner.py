@@ -5,26 +5,14 @@ the heartbeat thread's own short interval."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from support.fake_engine import FakeEngine
 from support.images import png_bytes
 
 from img2vid.errors import CancelledError, StoreUnavailableError
 from img2vid.jobs.runner import JobRunner, RunOptions
 from img2vid.jobs.store import Claim, JobStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[JobStore]:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def claim_one(store: JobStore, seed: int = 7) -> Claim:

@@ -3,22 +3,12 @@ and server-wide caps, idempotent submits, fenced writes, cancel, and expired lea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from img2vid.errors import QueueFullError, TooManyJobsError
 from img2vid.jobs.store import MAX_ATTEMPTS, JobStore
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[JobStore]:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def add(store: JobStore, owner: str, seed: int = 1, **options: object) -> str:

@@ -666,16 +666,6 @@ class JobStore:
             rows = conn.execute(select(workers.c.name).where(workers.c.last_seen >= now - within)).all()
         return sorted(str(row[0]) for row in rows)
 
-    def job_worker(self, job_id: str) -> str | None:
-        """Which worker ran (or runs) the job: for operators and the cluster example."""
-        with self._connect() as conn:
-            row = conn.execute(select(jobs.c.worker).where(jobs.c.id == job_id)).first()
-        return None if row is None or row[0] is None else str(row[0])
-
-    def ping(self) -> None:
-        with self._connect() as conn:
-            conn.execute(select(1))
-
     # ------------------------------------------------------------------ keys
 
     def add_key(self, key_hash: str, name: str) -> ApiKeyRow:
