@@ -42,10 +42,10 @@ SUBMIT = "/v2beta/image-to-video"
 
 def held_job_engine():  # noqa: ANN201 - imported by the server process through IMG2VID_ENGINE_FACTORY
     """An engine whose job stays running (waiting, using no CPU) until the server stops."""
-    from img2vid.engines.base import raise_if_cancelled
+    from img2vid.engines.base import Engine, raise_if_cancelled
     from img2vid.fitting import PROTOCOL_SIZES
 
-    class HeldJob:
+    class HeldJob(Engine):
         size_rule = PROTOCOL_SIZES
 
         def generate(self, request, progress=None, cancel=None):  # noqa: ANN001, ANN202

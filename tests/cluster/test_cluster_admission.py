@@ -7,28 +7,28 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support.cluster import IMAGE, new_database
-from support.fake_engine import expected_frames
-from support.server_harness import V2BETA, auth, submit, wait_result
-from support.services import PostgresServer
 
-from img2vid.engines.base import CancelCheck, ProgressCallback, raise_if_cancelled
+from img2vid.engines.base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from img2vid.fitting import MultipleOf
 from img2vid.request import VideoRequest
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
 from img2vid.video import Video
+from support.cluster import IMAGE, new_database
+from support.fake_engine import expected_frames
+from support.server_harness import V2BETA, auth, submit, wait_result
+from support.services import PostgresServer
 
 pytestmark = pytest.mark.services
 
 
-class TurnEngine:
+class TurnEngine(Engine):
     """Runs one job each time the test says so: ``started`` gets each job's seed as it begins."""
 
     size_rule = MultipleOf(16, 2048 * 2048)

@@ -4,9 +4,9 @@ by "Free model and node cache" (``unload_all_models``), when ComfyUI lacks room,
 from __future__ import annotations
 
 import pytest
-from support.comfy_stub import GiB, comfy_stub  # noqa: F401 - the fixture
 
 from img2vid.comfy import memory
+from support.comfy_stub import GiB
 
 
 class DeviceEngine:
@@ -101,6 +101,7 @@ FAST = {"engine": "local", "model": "tiny", "frames": 2, "steps": 2, "fps": 8}
 
 def _image():
     import torch
+
     from support.images import gradient
 
     return torch.from_numpy(gradient(64, 64)).float()[None] / 255.0
@@ -120,7 +121,7 @@ def test_the_node_makes_room_for_its_weights_and_the_button_releases_them(comfy_
     monkeypatch.setattr(memory, "make_room", make_room)
     Img2VidImageToVideo().generate(_image(), **FAST)
 
-    parts = tiny_engine.load()
+    parts = tiny_engine.components()
     weights = sum(p.numel() for m in (parts.unet, parts.vae, parts.image_encoder) for p in m.parameters()) * 4
     assert asked == [("cpu", weights, False)]  # fp32 on the CPU, asked before anything was placed
 

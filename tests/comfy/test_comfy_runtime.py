@@ -9,20 +9,19 @@ import time
 
 import numpy as np
 import pytest
-from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
-from support.images import gradient
 
 from img2vid import errors
-from img2vid.engines.base import sleep_unless_cancelled
+from img2vid.comfy.runtime import NodeError, NodeRun, generate_videos
+from img2vid.engines.base import Engine, sleep_unless_cancelled
 from img2vid.fitting import PROTOCOL_SIZES
 from img2vid.request import VideoRequest
 from img2vid.video import Video
-from img2vid.comfy.runtime import NodeError, NodeRun, generate_videos
+from support.images import gradient
 
 SECRET = "sk-live-0123456789abcdef"
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     """An engine whose behaviour each test scripts; it accepts the protocol's sizes, like a remote one."""
 
     size_rule = PROTOCOL_SIZES

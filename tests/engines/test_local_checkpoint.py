@@ -62,7 +62,7 @@ def test_first_stage_without_quant_conv_uses_identity(tiny_file, tmp_path) -> No
     path = tmp_path / "svd_noquant.safetensors"
     save_file(stripped, str(path))
     engine = LocalEngine(str(path), device="cpu")
-    quant = engine.load().vae.quant_conv
+    quant = engine.components().vae.quant_conv
     assert torch.equal(quant.weight[:, :, 0, 0], torch.eye(quant.weight.shape[0]))
     assert torch.count_nonzero(quant.bias) == 0
 

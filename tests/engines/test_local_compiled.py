@@ -66,7 +66,7 @@ def test_compiled_frames_match_eager_within_the_stated_tolerance(compiled: Compi
 
 
 def test_compiling_marks_the_blocks_and_load_compiled_before_the_first_job(compiled: Compiled) -> None:
-    parts = compiled.engine.load()
+    parts = compiled.engine.components()
     assert all(getattr(block, "_compiled_call_impl", None) is not None for block in regions_of(parts.unet))
     assert all(getattr(block, "_compiled_call_impl", None) is not None for block in regions_of(parts.vae.decoder))
     # A job at the warm-up size compiles nothing new: it runs in far less time than the compile took.
@@ -84,7 +84,7 @@ def test_compile_artefacts_are_saved_in_the_configured_folder_keyed_by_model_and
 
 
 def test_fast_on_the_compiled_blocks_reuses_deep_features_and_stays_close(compiled: Compiled) -> None:
-    parts = compiled.engine.load()
+    parts = compiled.engine.components()
     fast = LocalEngine.from_components(parts, device="cpu", speed="fast", deep_cache_interval=2, warm_up=None)
     request = VideoRequest(image=small_image(2), seed=21, frames=2, steps=3, cfg_scale=2.5)
     reused = fast.generate(request)

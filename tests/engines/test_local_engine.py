@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import httpx
-
 import numpy as np
 import pytest
 
@@ -14,11 +13,10 @@ pytest.importorskip("diffusers")
 import torch  # noqa: E402
 
 from img2vid import VideoRequest  # noqa: E402
+from img2vid.engines.local import DEFAULT_MODEL, LocalEngine  # noqa: E402
 from img2vid.errors import CancelledError, InvalidInputError, ModelError, ServiceError  # noqa: E402
 from img2vid.fitting import MultipleOf  # noqa: E402
 from support.local import HEIGHT, WIDTH, diffusers_frames, small_image  # noqa: E402
-
-from img2vid.engines.local import DEFAULT_MODEL, LocalEngine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,7 @@ def test_frames_match_diffusers_pipeline_within_one_level(engine: LocalEngine) -
         )
     )
     reference = diffusers_frames(
-        engine.load(), image, seed=1234, num_frames=options["frames"], num_inference_steps=options["steps"],
+        engine.components(), image, seed=1234, num_frames=options["frames"], num_inference_steps=options["steps"],
         fps=options["fps"], motion_bucket_id=options["motion_bucket_id"], noise_aug_strength=options["noise_aug_strength"],
         min_guidance_scale=options["min_guidance_scale"], max_guidance_scale=2.5, decode_chunk_size=2,
     )
@@ -62,7 +60,7 @@ def test_without_guidance_also_matches_diffusers(engine: LocalEngine) -> None:
     image = small_image(4)
     ours = engine.generate(VideoRequest(image=image, seed=5, cfg_scale=1.0, frames=2, steps=2, decode_chunk_size=2))
     reference = diffusers_frames(
-        engine.load(), image, seed=5, num_frames=2, num_inference_steps=2, min_guidance_scale=1.0,
+        engine.components(), image, seed=5, num_frames=2, num_inference_steps=2, min_guidance_scale=1.0,
         max_guidance_scale=1.0, decode_chunk_size=2,
     )
     assert np.abs(ours.frames.astype(np.int16) - reference.astype(np.int16)).max() <= 1
@@ -133,7 +131,7 @@ def test_other_sizes_are_fitted_to_multiples_of_64_within_the_budget(engine: Loc
     assert width % 64 == 0 and height % 64 == 0 and width * height <= 1024 * 576
     assert rule.target_for(512, 320) == (512, 320)
     # generate() fits with the request's fit mode: a smaller budget keeps this fast.
-    small = LocalEngine.from_components(engine.load(), device="cpu")
+    small = LocalEngine.from_components(engine.components(), device="cpu")
     small.size_rule = MultipleOf(64, max_pixels=128 * 128)
     video = small.generate(_request(image=np.full((100, 150, 3), 128, np.uint8)))
     assert (video.width, video.height) == small.size_rule.target_for(150, 100)
@@ -151,6 +149,36 @@ def test_shared_engine_is_one_per_model_device_dtype() -> None:
     assert LocalEngine.shared("tiny", device="CPU", dtype="fp32") is LocalEngine.shared(" tiny", device="cpu", dtype="float32")
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert LocalEngine.shared("tiny") is a
+
+
+def test_with_block_loads_before_the_first_job_and_gives_the_memory_back_after() -> None:
+    with LocalEngine("tiny", device="cpu") as engine:
+        assert engine.loaded  # load() ran on entry: the first job does not pay for it
+        first = engine.generate(_request(seed=4))
+    assert not engine.loaded
+    # A closed engine may be used again: it loads anew and makes the same frames.
+    assert np.array_equal(engine.generate(_request(seed=4)).frames, first.frames)
+    engine.close()
+
+
+def test_closing_a_shared_engine_leaves_it_warm_until_the_shared_ones_are_closed() -> None:
+    shared = LocalEngine.shared("tiny", device="cpu", dtype="bfloat16")
+    shared.load()
+    shared.close()  # a caller is done with it; the next caller in this process still finds it warm
+    assert shared.loaded and LocalEngine.shared("tiny", device="cpu", dtype="bfloat16") is shared
+    LocalEngine.close_shared()
+    assert not shared.loaded and LocalEngine.shared("tiny", device="cpu", dtype="bfloat16") is not shared
+
+
+def test_the_video_reports_how_long_each_phase_took(engine: LocalEngine) -> None:
+    import time
+
+    started = time.perf_counter()
+    video = engine.generate(_request())
+    wall = time.perf_counter() - started
+    assert set(video.timings) == {"encode", "denoise", "decode"}
+    assert all(seconds > 0 for seconds in video.timings.values())
+    assert sum(video.timings.values()) <= wall
 
 
 def test_concurrent_generations_from_threads_are_each_deterministic(engine: LocalEngine) -> None:
@@ -292,7 +320,7 @@ def test_gated_hub_model_names_the_token_and_the_licence(monkeypatch: pytest.Mon
 
 
 def test_diffusers_folder_gives_the_same_frames(engine: LocalEngine, tmp_path) -> None:
-    parts = engine.load()
+    parts = engine.components()
     for name, part in (("unet", parts.unet), ("vae", parts.vae), ("image_encoder", parts.image_encoder), ("scheduler", parts.scheduler)):
         part.save_pretrained(tmp_path / name)
     from_folder = LocalEngine(str(tmp_path), device="cpu")
@@ -310,7 +338,7 @@ def test_incomplete_folder_names_what_is_missing(tmp_path) -> None:
 
 def test_fp16_keeps_the_vae_encoder_in_fp32() -> None:
     # As diffusers does: SVD's VAE encoder overflows in fp16; the decoder runs in fp16.
-    parts = LocalEngine("tiny", device="cpu", dtype="float16").load()
+    parts = LocalEngine("tiny", device="cpu", dtype="float16").components()
     assert parts.unet.dtype == torch.float16 and parts.image_encoder.dtype == torch.float16
     assert parts.vae.encoder.conv_in.weight.dtype == torch.float32 and parts.vae.quant_conv.weight.dtype == torch.float32
     assert parts.vae.decoder.conv_in.weight.dtype == torch.float16
@@ -337,7 +365,7 @@ def test_gpu_offload_gives_the_same_frames() -> None:
 def test_half_precision_prefers_a_folders_fp16_files(engine: LocalEngine, tmp_path) -> None:
     import copy
 
-    parts = engine.load()
+    parts = engine.components()
     marked_unet = copy.deepcopy(parts.unet)
     with torch.no_grad():
         marked_unet.conv_in.bias.fill_(0.5)
@@ -345,7 +373,7 @@ def test_half_precision_prefers_a_folders_fp16_files(engine: LocalEngine, tmp_pa
         part.save_pretrained(tmp_path / name)
     for name, part in (("unet", marked_unet), ("vae", parts.vae), ("image_encoder", parts.image_encoder)):
         part.save_pretrained(tmp_path / name, variant="fp16")
-    half = LocalEngine(str(tmp_path), device="cpu", dtype="bfloat16").load()
-    full = LocalEngine(str(tmp_path), device="cpu", dtype="float32").load()
+    half = LocalEngine(str(tmp_path), device="cpu", dtype="bfloat16").components()
+    full = LocalEngine(str(tmp_path), device="cpu", dtype="float32").components()
     assert torch.all(half.unet.conv_in.bias == 0.5) and half.unet.dtype == torch.bfloat16
     assert not torch.all(full.unet.conv_in.bias == 0.5) and full.unet.dtype == torch.float32

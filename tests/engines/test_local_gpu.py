@@ -109,7 +109,7 @@ def test_low_memory_offloads_and_uses_less_gpu_memory(eager: LocalEngine) -> Non
     assert video.engine_settings["offload"] is True and video.engine_settings["decode_chunk"] == 2
     assert torch.cuda.max_memory_allocated() < auto_peak
     # Between runs the weights are back on the CPU.
-    assert next(low.load().unet.parameters()).device.type == "cpu"
+    assert next(low.components().unet.parameters()).device.type == "cpu"
 
 
 def test_a_second_engine_starts_from_the_compile_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

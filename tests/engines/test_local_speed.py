@@ -177,7 +177,7 @@ def test_low_memory_run_reports_its_settings_and_matches_auto_frames() -> None:
     low = low_engine.generate(request)
     assert low.engine_settings["low_memory"] is True and low.engine_settings["forward_chunking"] is True
     assert low.engine_settings["decode_chunk"] == 2 and low.engine_settings["memory"] == "low"
-    assert all(block._chunk_size == 1 for block in low_engine.load().unet.modules() if hasattr(block, "_chunk_size"))
+    assert all(block._chunk_size == 1 for block in low_engine.components().unet.modules() if hasattr(block, "_chunk_size"))
     # Chunked feed-forward computes the same numbers, in pieces.
     assert np.abs(low.frames.astype(np.int16) - auto.frames.astype(np.int16)).max() <= 1
     assert auto.engine_settings == {
@@ -248,7 +248,7 @@ def test_with_reuse_off_or_every_step_full_the_frames_equal_the_plain_run(tiny_p
     placement = Placement(device=CPU, dtype=torch.float32)
 
     def frames(interval: int) -> np.ndarray:
-        return run_svd(tiny_parts, image, params, torch.Generator().manual_seed(3), placement, deep_cache_interval=interval)
+        return run_svd(tiny_parts, image, params, torch.Generator().manual_seed(3), placement, deep_cache_interval=interval).frames
 
     plain, every_step, reused = frames(0), frames(1), frames(2)
     assert np.array_equal(plain, every_step)

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 from PIL import Image
+
+from img2vid import VideoRequest, errors
+from img2vid.engines.remote import RemoteEngine, RetryPolicy, default_poll_interval
 from support.clock import FakeClock, use_fake_clock
 from support.fake_protocol import (
     JOB_ID,
@@ -33,9 +36,6 @@ from support.fake_protocol import (
     video_json,
     video_raw,
 )
-
-from img2vid import VideoRequest, errors
-from img2vid.engines.remote import RemoteEngine, RetryPolicy, default_poll_interval
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
 FAST_RETRIES = RetryPolicy(initial_delay=0.01, max_delay=0.05)
@@ -114,6 +114,17 @@ def test_seed_falls_back_to_the_requested_one_when_the_server_does_not_say(
 ) -> None:
     fake_protocol_server.poll(video_raw(tiny_mp4(), finish_reason=None, content_type="video/mp4; codecs=avc1"))
     assert make_engine().generate(request_).seed == 42
+
+
+def test_a_closed_engine_connects_anew_on_its_next_job(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(video_raw(tiny_mp4(), seed=1), video_raw(tiny_mp4(), seed=2))
+    with make_engine() as engine:
+        assert engine.generate(request_).seed == 1
+    # The with block closed its connections; the Engine lifecycle lets its owner use it again.
+    assert engine.generate(request_).seed == 2
+    assert len(fake_protocol_server.submits) == 2
 
 
 def test_engine_options_reach_an_img2vid_server_but_not_stability(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from support.fake_engine import FakeEngine
-from support.images import png_bytes
-
+from img2vid.engines.base import Engine
 from img2vid.errors import CancelledError, StoreUnavailableError
 from img2vid.jobs.runner import JobRunner, RunOptions
 from img2vid.jobs.store import Claim, JobStore
+from support.fake_engine import FakeEngine
+from support.images import png_bytes
 
 
 def claim_one(store: JobStore, seed: int = 7) -> Claim:
@@ -30,7 +30,7 @@ class FakeClock:
         return self.now
 
 
-class EngineThatRunsUntilCancelled:
+class EngineThatRunsUntilCancelled(Engine):
     """Each step advances the fake clock by ``step`` seconds; stops only through cancel."""
 
     size_rule = FakeEngine.size_rule

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2vid.engines.base import CancelCheck, ProgressCallback, raise_if_cancelled
+from img2vid.engines.base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from img2vid.fitting import MultipleOf
 from img2vid.request import VideoRequest
 from img2vid.video import Video
@@ -33,7 +33,7 @@ def expected_frames(request: VideoRequest, frames: int = 2) -> np.ndarray:
     return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """Engine protocol; counts calls; ``gate`` (if set) blocks each job until it is set."""
 
     size_rule = MultipleOf(16, 2048 * 2048)

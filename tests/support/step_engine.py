@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from img2vid.engines.base import CancelCheck, ProgressCallback, raise_if_cancelled
+from img2vid.engines.base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from img2vid.errors import CancelledError
 from img2vid.fitting import MultipleOf
 from img2vid.request import VideoRequest
@@ -29,7 +29,7 @@ from img2vid.video import Video
 from .fake_engine import expected_frames
 
 
-class StepEngine:
+class StepEngine(Engine):
     size_rule = MultipleOf(16, 2048 * 2048)
 
     def __init__(self, *, step_seconds: float = 0.05, steps: int = 4, log: str | None = None, kill_seed: int | None = None) -> None:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..engines.base import close_engine
+from ..engines.base import Engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
@@ -169,7 +169,7 @@ def generate(
     """
     console = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line per line
     handler = _enable_debug_logging() if debug else None
-    chosen: object | None = None
+    chosen: Engine | None = None
     try:
         fmt = _format_for(output, format)
         targets = output_paths(images, output, fmt)
@@ -217,12 +217,12 @@ def generate(
         raise typer.Exit(report_error(error, debug=debug, console=console)) from None
     finally:
         if chosen is not None:
-            close_engine(chosen)
+            chosen.close()  # a remote engine's connections; the shared local engine stays warm
         if handler is not None:
             logging.getLogger().removeHandler(handler)
 
 
-def _run_one(engine: object, request: VideoRequest, label: str, console: Console) -> Video:
+def _run_one(engine: Engine, request: VideoRequest, label: str, console: Console) -> Video:
     """One generation with a live progress bar; Ctrl-C sets the cancel flag and the engine stops."""
     stop = threading.Event()
     columns = (
@@ -243,7 +243,7 @@ def _run_one(engine: object, request: VideoRequest, label: str, console: Console
                 bar.update(task, total=1.0, completed=max(0.0, min(1.0, fraction)), status=text)
 
         try:
-            return engine.generate(request, progress=on_progress, cancel=stop.is_set)  # type: ignore[attr-defined]
+            return engine.generate(request, progress=on_progress, cancel=stop.is_set)
         except KeyboardInterrupt:
             stop.set()
             raise

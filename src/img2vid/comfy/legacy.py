@@ -19,7 +19,6 @@ import math
 from typing import Any
 
 from ..config import ENV_API_KEY, ENV_BASE_URL, is_stability_url, resolve_api_key, resolve_base_url
-from ..engines.base import close_engine
 from ..engines.select import choose_engine
 from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
@@ -147,5 +146,5 @@ class SaltAIStableVideoDiffusion:
         try:
             video = generate_videos(engine, [request], secrets=secrets)[0]
         finally:
-            close_engine(engine)
+            engine.close()
         return (video.to_comfy(),)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import mask_url_password, resolve_base_url
-from ..engines.base import Engine, close_engine
+from ..engines.base import Engine
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
@@ -427,7 +427,7 @@ class Img2VidImageToVideo:
                 comfy_memory.release_after_interrupt(chosen)
             raise
         finally:
-            close_engine(chosen)
+            chosen.close()  # a remote engine's connections; the shared local engine stays warm
         with node_errors(secrets):
             all_frames = _concat_frames(videos)
         counts = [v.num_frames for v in videos]

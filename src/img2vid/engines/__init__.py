@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import CancelCheck, Engine, ProgressCallback, close_engine, raise_if_cancelled, sleep_unless_cancelled
+from .base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled, sleep_unless_cancelled
 
 if TYPE_CHECKING:
     from .local import LocalEngine
@@ -20,7 +20,6 @@ __all__ = [
     "CancelCheck",
     "raise_if_cancelled",
     "sleep_unless_cancelled",
-    "close_engine",
     "RemoteEngine",
     "LocalEngine",
 ]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..engines.base import Engine
-from ..errors import StoreUnavailableError
+from ..errors import InvalidInputError, StoreUnavailableError
 from .reconciler import Reconciler
 from .runner import JobRunner, RunOptions
 from .store import JobStore
@@ -55,13 +55,19 @@ class Dispatcher(Protocol):
 
 
 def warm_engines(factory: EngineFactory, count: int) -> list[Engine]:
-    """``count`` engines from ``factory``, each with its model loaded now (engines with a ``load``), so
-    the first job does not pay for loading and a model that cannot load fails the start, not a job."""
+    """``count`` engines from ``factory``, each loaded now, so the first job does not pay for loading and
+    a model that cannot load fails the start, not a job. A factory's engine that lacks the lifecycle is
+    refused here, by name, rather than failing its first job."""
     engines = [factory() for _ in range(count)]
     for engine in engines:
-        load = getattr(engine, "load", None)
-        if callable(load):
-            load()
+        if not isinstance(engine, Engine):
+            raise InvalidInputError(
+                f"engine_factory made {type(engine).__name__}, which is not an img2vid Engine: it needs "
+                "size_rule, generate, load and close (subclass img2vid.engines.Engine for the defaults)",
+                field="engine_factory",
+                allowed="a callable that returns an img2vid.engines.Engine",
+            )
+        engine.load()
     return engines
 
 
@@ -137,8 +143,10 @@ class EmbeddedDispatcher:
         self._wake.set()
         self.reconciler.stop()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread, engine in zip(self._threads, self._engines):
             thread.join(max(0.0, deadline - time.monotonic()))
+            if not thread.is_alive():  # one still in a run keeps its engine: closing would wait for the run
+                engine.close()
         self._threads.clear()
 
     def _work(self, engine: Engine) -> None:

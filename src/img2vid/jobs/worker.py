@@ -13,8 +13,8 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
 
+from ..engines.base import Engine
 from .celery_app import QUEUE, TASK_NAME, make_celery
 from .embedded import EngineFactory, warm_engines
 from .engines import engine_factory_for
@@ -57,7 +57,7 @@ class Worker:
         self.stopping = threading.Event()
         self.runner = JobRunner(self.store, self.options, stopping=self.stopping.is_set)
         self.app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self._register_task()
 
     def _register_task(self) -> None:
@@ -78,6 +78,7 @@ class Worker:
             return "store_unavailable"
         if claim is None:
             return "none"
+        assert self.engine is not None, "run() loads the engine before Celery delivers a job"
         log.info("job %s: attempt %d on %s", claim.job.id[:12], claim.attempt, self.name)
         outcome = self.runner.run(self.engine, claim)
         log.info("job %s: %s", claim.job.id[:12], outcome)
@@ -114,4 +115,5 @@ class Worker:
             ]
         )
         self.stopping.set()
+        self.engine.close()
         self.store.close()

@@ -27,7 +27,7 @@ from ...errors import InvalidInputError, ServiceError
 from ...fitting import FitMode, MultipleOf
 from ...request import ENGINE_DEFAULTS, MAX_SEED, VideoRequest
 from ...video import Video
-from ..base import CancelCheck, ProgressCallback
+from ..base import CancelCheck, Engine, ProgressCallback
 from .compile_cache import CompileCache, cache_key, default_cache_folder
 from .components import Components
 from .configs import SVD_MAX_PIXELS
@@ -54,7 +54,7 @@ DEFAULT_WARM_UP = (1024, 576)
 _WARM_UP_STEPS = 2
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Generates videos with a local SVD model (hub id, diffusers folder, ``.safetensors`` file or ``tiny``).
 
     ``device`` and ``dtype`` default to the best the machine has (bf16/fp16 on a GPU, fp32 on a CPU).
@@ -63,7 +63,8 @@ class LocalEngine:
     overrides the model offload either picks. ``compile_cache`` is the folder for compile artefacts
     (default ``$IMG2VID_COMPILE_CACHE`` or the user cache); ``warm_up`` the (width, height) a compiled mode
     compiles for in :meth:`load` (None: compile on the first job instead). Settings are checked at
-    construction; the model is loaded on the first :meth:`generate` (or :meth:`load`).
+    construction; the model is loaded on the first :meth:`generate` (or :meth:`load`), and :meth:`close`
+    gives its memory back (see :meth:`close` for engines from :meth:`shared`).
     """
 
     #: Every model img2vid loads is trained at 1024x576; frames are multiples of 64 within that budget.
@@ -166,20 +167,25 @@ class LocalEngine:
 
     # ------------------------------------------------------------------ loading
 
-    def load(self, progress: ProgressCallback | None = None) -> Components:
+    def load(self, progress: ProgressCallback | None = None) -> None:
         """Load and place the model if not yet done, and compile it when the speed mode compiles.
 
         Compiling happens here, in a short warm-up run at ``warm_up`` size, so that a server compiles
         before it takes jobs; artefacts of earlier starts are loaded first and new ones saved after.
-        Later calls return the same components at once.
+        Later calls return at once.
         """
         if self._parts is not None and self._warmed:
-            return self._parts
+            return
         with self._load_lock:
             if self._parts is None:
                 self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
             if not self._warmed:
                 self._warm_up(progress)
+
+    def components(self) -> Components:
+        """The loaded model's parts, as placed and sped up for runs (loading them first if needed): for
+        tests and benchmarks that hold the engine's model against diffusers' own pipeline."""
+        self.load()
         assert self._parts is not None
         return self._parts
 
@@ -246,6 +252,29 @@ class LocalEngine:
     def loaded(self) -> bool:
         """Whether the model's weights are loaded (and hold memory on the device)."""
         return self._parts is not None
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether this engine came from :meth:`shared` (and so belongs to the whole process)."""
+        with self._shared_lock:
+            return any(engine is self for engine in self._shared.values())
+
+    def close(self) -> None:
+        """Done with this engine. One of your own gives its model's memory back, as :meth:`release` does;
+        one from :meth:`shared` stays warm for the process's next caller, as a pooled connection stays
+        open (:meth:`release` or :meth:`close_shared` drop its weights). Waits for a run in progress."""
+        if not self.is_shared:
+            self.release()
+
+    @classmethod
+    def close_shared(cls) -> None:
+        """Release every shared engine and forget them: the next :meth:`shared` call builds anew. For a
+        host that ends its use of img2vid (and tests, which must not leak a model into the next test)."""
+        with cls._shared_lock:
+            engines = list(cls._shared.values())
+            cls._shared.clear()
+        for engine in engines:
+            engine.release()
 
     def release(self) -> bool:
         """Drop the loaded model and give its memory back; the next run loads it again.
@@ -328,7 +357,7 @@ class LocalEngine:
             if progress is not None:
                 progress(None, text)
         try:
-            frames_array = run_svd(
+            run = run_svd(
                 parts, image, params, generator, placement, progress, cancel,
                 deep_cache_interval=self.speed.deep_cache_interval,
             )
@@ -343,7 +372,7 @@ class LocalEngine:
             ) from error
         self._save_compiled(params, width, height)
         settings = {**self.settings, "decode_chunk": params.decode_chunk_size}
-        return Video(frames=frames_array, fps=fps, seed=seed, engine_settings=settings)
+        return Video(frames=run.frames, fps=fps, seed=seed, engine_settings=settings, timings=run.timings)
 
     @staticmethod
     def _shape_of(params: SVDParams, width: int, height: int) -> tuple[int, ...]:

@@ -38,10 +38,10 @@ from ...config import (
     resolve_base_url,
 )
 from ...fitting import PROTOCOL_SIZES, FixedSizes
+from ...redact import MASK, install_log_filter, redact, register_secret
 from ...request import VideoRequest
 from ...video import Video
-from ...redact import MASK, install_log_filter, redact, register_secret
-from ..base import CancelCheck, ProgressCallback, raise_if_cancelled
+from ..base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from . import _wait
 from ._errors import error_from_response, retired_service_error
 from ._http import Sender
@@ -110,7 +110,7 @@ def _number(value: int | float) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-class RemoteEngine:
+class RemoteEngine(Engine):
     """A client of Stability's image-to-video protocol: the hosted service or any img2vid server.
 
     The URL and key come from the arguments, then ``$IMG2VID_BASE_URL`` / ``$IMG2VID_API_KEY`` (and
@@ -188,13 +188,20 @@ class RemoteEngine:
                     allowed="printable ASCII text",
                 )
             headers["authorization"] = f"Bearer {key}"
+        self._headers, self._transport = headers, transport
         try:
             self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
-        except (httpx.InvalidURL, ValueError) as exc:
+        except (httpx.InvalidURL, ValueError):
             raise errors.InvalidInputError.for_field(
                 "base_url", mask_url_password(self.base_url), "an http:// or https:// URL"
             ) from None  # httpx's text repeats the URL, password and all
         self._sender = Sender(self._client, self.retry_policy, self.base_url)
+
+    def _reopen_if_closed(self) -> None:
+        """A closed engine connects anew on its next use, as the Engine lifecycle promises."""
+        if self._client.is_closed:
+            self._client = httpx.Client(base_url=self.base_url, headers=self._headers, transport=self._transport)
+            self._sender = Sender(self._client, self.retry_policy, self.base_url)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -215,13 +222,8 @@ class RemoteEngine:
         raise TypeError("a RemoteEngine holds an open connection and an API key; build a new one instead")
 
     def close(self) -> None:
+        """Close the pooled connections (the next use opens new ones)."""
         self._client.close()
-
-    def __enter__(self) -> RemoteEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def form_fields(self, request: VideoRequest) -> dict[str, str]:
         """The form fields sent with the image: the protocol's three, plus (to an img2vid server only)
@@ -250,6 +252,7 @@ class RemoteEngine:
         goes on to the caller.
         """
         raise_if_cancelled(cancel)
+        self._reopen_if_closed()
         job: dict[str, str] = {}
         stop = CancelWatch(cancel)
         deadline = Deadline(self.timeout, lambda: self._deadline_message(job.get("id")), self._clock)
@@ -376,6 +379,7 @@ class RemoteEngine:
                 "id", job_id, "a job id as the server returned it (1 to 128 letters, digits, '.', '_' or '-')"
             )
         path = ROUTES[self.api_version][1].format(id=job_id)
+        self._reopen_if_closed()
         deadline = Deadline(
             timeout, lambda: f"{redact(self.base_url)} did not answer the cancel of job {job_id} in time", self._clock
         )
