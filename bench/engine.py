@@ -132,19 +132,12 @@ def image_for(setup: Setup) -> np.ndarray:
 
 
 def timings(clock: Clock, steps: int) -> tuple[float, float, float]:
-    """Seconds per clip, median per step (the first step excluded: it also encodes the image), decode."""
+    """diffusers' run, marked at each step's end: seconds per clip, mean per step (from the first step's
+    end to the last's, since the first also encodes the image), decode (after the last step)."""
     marks = clock.marks
     step_ends = marks[1 : 1 + steps]
-    step_times = np.diff(step_ends) if len(step_ends) > 1 else np.array([step_ends[0] - marks[0]])
-    return marks[-1] - marks[0], float(np.median(step_times)), marks[-1] - step_ends[-1]
-
-
-def decode_chunk_of(texts: list[str]) -> int:
-    """The decode chunk a run used, from its first "decoding frames 1-N/T" progress text."""
-    match = re.match(r"decoding frames 1-(\d+)/", texts[0]) if texts else None
-    if match is None:
-        raise ValueError(f"no decode progress among {texts!r}")
-    return int(match.group(1))
+    step_s = (step_ends[-1] - step_ends[0]) / (steps - 1) if steps > 1 else step_ends[0] - marks[0]
+    return marks[-1] - marks[0], step_s, marks[-1] - step_ends[-1]
 
 
 def engine_options(mode: str) -> dict[str, Any]:
@@ -205,22 +198,16 @@ class Bench:
         if not engine.speed.compile:
             engine.generate(request.with_options(steps=2))  # the eager modes' warm-up (cuDNN, allocator)
         clock = Clock(self.sync)
-        decodes: list[str] = []
-
-        def on_progress(fraction: float | None, text: str) -> None:
-            if text.startswith("step"):
-                clock.mark()
-            elif text.startswith("decoding"):
-                decodes.append(text)
-
         runs = []
         for _ in range(self.repeats):
-            decodes.clear()
             self._peak_reset()
             clock.start()
-            video = engine.generate(request, progress=on_progress)
+            video = engine.generate(request)
             clock.mark()
-            runs.append((*timings(clock, setup.steps), self._peak(), video))
+            # The engine times its own phases (synchronising the device at each end): the denoising
+            # loop's mean step and the decode, as the video reports them.
+            clip_s = clock.marks[-1] - clock.marks[0]
+            runs.append((clip_s, video.timings["denoise"] / setup.steps, video.timings["decode"], self._peak(), video))
         clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
         result.settings = dict(video.engine_settings)
@@ -233,7 +220,9 @@ class Bench:
         torch, setup = self.torch, self.setup
         self._baseline_note(result)
         started = time.perf_counter()
-        pipe = self.make().stock_pipeline()
+        from img2vid.engines.local.reference import stock_pipeline
+
+        pipe = stock_pipeline(self.make())
         pipe.to(self.device)
         self.sync()
         result.cold_start_s = time.perf_counter() - started

@@ -31,7 +31,7 @@ FINISH_CONTENT_FILTERED = "CONTENT_FILTERED"
 
 @dataclass(eq=False)
 class Video:
-    """Frames, their rate, the seed that made them, why generation finished, and the engine's settings."""
+    """Frames, their rate, the seed that made them, why generation finished, and how the engine made them."""
 
     frames: np.ndarray
     fps: float
@@ -40,6 +40,9 @@ class Video:
     #: What the engine actually ran with (the local engine: device, dtype, speed, memory, offload, decode
     #: chunk...); empty where the engine does not say (a remote server).
     engine_settings: dict[str, str | int | float | bool] = field(default_factory=dict)
+    #: Seconds each phase of the run took where the engine measures them (the local engine: ``encode``,
+    #: ``denoise``, ``decode``), for benchmarks and logs; empty where it does not (a remote server).
+    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         frames = self.frames

@@ -22,7 +22,9 @@ def diffusers_frames(parts: Any, image: np.ndarray, *, seed: int, **kwargs: Any)
     from PIL import Image
 
     height, width = image.shape[:2]
-    out = parts.stock_pipeline()(
+    from img2vid.engines.local.reference import stock_pipeline
+
+    out = stock_pipeline(parts)(
         Image.fromarray(image),
         height=height,
         width=width,

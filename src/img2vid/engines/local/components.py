@@ -34,22 +34,3 @@ class Components:
     def new_scheduler(self) -> Any:
         """A fresh scheduler with the model's config: one per generation."""
         return type(self.scheduler).from_config(self.scheduler.config)
-
-    def stock_pipeline(self) -> Any:
-        """diffusers' own ``StableVideoDiffusionPipeline`` on these same components, progress bar off.
-
-        It is the reference img2vid is held to: parity tests and the engine benchmark run both on one
-        loaded model, so any difference is the engine's, not the weights'.
-        """
-        from diffusers import StableVideoDiffusionPipeline
-        from transformers import CLIPImageProcessor
-
-        pipe = StableVideoDiffusionPipeline(
-            vae=self.vae,
-            image_encoder=self.image_encoder,
-            unet=self.unet,
-            scheduler=self.new_scheduler(),
-            feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
-        )
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
