@@ -34,30 +34,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from support.images import png_bytes  # noqa: E402
-from support.server_harness import auth, free_port, subprocess_env  # noqa: E402
-from support.services import PostgresServer, RedisServer  # noqa: E402
-
 from img2vid.jobs.store import JobStore  # noqa: E402
 from img2vid.server.keys import create_key  # noqa: E402
+from support.images import png_bytes  # noqa: E402
+from support.server_harness import auth, free_port, subprocess_env, wait_healthy  # noqa: E402
+from support.services import PostgresServer, RedisServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scale.json"
 SUBMIT = "/v2beta/image-to-video"
 STEPS = 5
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url} exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become healthy")
 
 
 class Cluster:
@@ -84,7 +69,7 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.front = self._spawn(["serve", "--dispatch", "celery", "--port", str(self.port), "--log-level", "warning"], "front")
         stack.callback(self._stop, self.front)
-        wait_healthy(self.url, self.front)
+        wait_healthy(self.url, self.front, timeout=120)
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
@@ -217,7 +202,7 @@ def polling_rounds(cluster: Cluster, folder: Path, seconds: float, rounds: int =
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_healthy(url, embedded)
+        wait_healthy(url, embedded, timeout=120)
         with httpx.Client(base_url=url, timeout=60) as client:
             files = {"image": ("i.png", png_bytes(1024, 576), "image/png")}
             held = client.post(SUBMIT, headers=auth(key), files=files).json()["id"]

@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-from support.server_harness import create_key_direct, free_port, subprocess_env
+from support.server_harness import create_key_direct, free_port, subprocess_env, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,18 +39,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {(self.data / 'server.log').read_text()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not start")
-            time.sleep(0.05)
+        wait_healthy(self.url, self.process, timeout=60, log=self.data / "server.log")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -34,7 +34,7 @@ from img2vid.video import Video
 
 from .fake_engine import assert_same_frames, expected_frames
 from .images import png_bytes
-from .server_harness import free_port, submit, subprocess_env
+from .server_harness import free_port, submit, subprocess_env, wait_healthy
 from .services import PostgresServer
 
 __all__ = [
@@ -174,16 +174,8 @@ class FrontEnd(_Process):
     def client(self, **options: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0, **options)
 
-    def healthy(self) -> bool:
-        if not self.alive:
-            raise AssertionError(f"front end {self.name} exited with {self.popen.returncode}:\n{_tail(self.log)}")
-        try:
-            return httpx.get(self.url + "/healthz", timeout=2.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
     def wait_ready(self, timeout: float = 120.0) -> FrontEnd:
-        wait_for(self.healthy, timeout=timeout, what=f"front end {self.name} to answer /healthz", logs=[self.log])
+        wait_healthy(self.url, self.popen, timeout=timeout, log=self.log)
         return self
 
 

@@ -84,9 +84,9 @@ def create_key_cli(data: Path, name: str = "test") -> str:
 
 def create_key_direct(data: Path, name: str = "test") -> str:
     """A key written straight into the store in ``data`` (faster than the CLI, for tests not about it)."""
-    from img2vid.server.keys import create_key
     from img2vid.jobs.settings import ServerSettings
     from img2vid.jobs.store import JobStore
+    from img2vid.server.keys import create_key
 
     store = JobStore(ServerSettings(data=data).store_url())
     try:
@@ -105,11 +105,30 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30.0, **options)
 
 
+def wait_healthy(url: str, process: subprocess.Popen[bytes], *, timeout: float, log: Path | None = None) -> None:
+    """Return once ``url``'s /healthz answers 200; fail at once if ``process`` exits (showing ``log``), or
+    after ``timeout`` seconds. The one start-up wait of every test, benchmark and example server."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            text = log.read_text(errors="replace") if log is not None and log.exists() else ""
+            raise AssertionError(f"the server at {url} exited with {process.returncode}: {text}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server at {url} did not answer /healthz within {timeout:g} s")
+        time.sleep(0.05)
+
+
 @contextmanager
 def live_server(data: Path, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None, start_timeout: float = 90.0) -> Iterator[LiveServer]:
     """``python -m img2vid serve`` on a free port; yields once /healthz answers 200; killed at the end."""
     port = free_port()
-    log = open(data / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    log_path = data / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "img2vid", "serve", "--port", str(port), "--data", str(data), "--log-level", "warning", *args],
         env=subprocess_env(**(env or {})),
@@ -118,18 +137,7 @@ def live_server(data: Path, *, args: tuple[str, ...] = (), env: dict[str, str] |
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}: {(data / f'server-{port}.log').read_text()}")
-            try:
-                if httpx.get(url + "/healthz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not start")
-            time.sleep(0.05)
+        wait_healthy(url, process, timeout=start_timeout, log=log_path)
         yield LiveServer(process=process, url=url, data=data)
     finally:
         if process.poll() is None:
