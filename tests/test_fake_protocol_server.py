@@ -6,6 +6,7 @@ import threading
 
 import httpx
 import pytest
+
 from support.clock import FakeClock
 from support.fake_protocol import (
     JOB_ID,

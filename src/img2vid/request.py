@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .fitting import FitMode, SizeRule, fit_image, parse_fit_mode
-from .images import ImageInput, image_size, load_image
+from .images import image_size, load_image
 
 __all__ = [
     "VideoRequest",

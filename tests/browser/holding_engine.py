@@ -12,11 +12,10 @@ import os
 import time
 from pathlib import Path
 
-from support.fake_engine import FakeEngine, expected_frames
-
 from img2vid.engines.base import CancelCheck, ProgressCallback, raise_if_cancelled
 from img2vid.request import VideoRequest
 from img2vid.video import Video
+from support.fake_engine import FakeEngine, expected_frames
 
 
 class HoldingEngine(FakeEngine):

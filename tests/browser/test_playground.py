@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support.images import png_bytes
 
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra) to run the browser tests")
 from playwright.sync_api import Page, Route, expect  # noqa: E402
-
 from server_process import Server  # noqa: E402
 
 V2BETA = "/v2beta/image-to-video"

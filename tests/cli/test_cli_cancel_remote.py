@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.clock import use_fake_clock
-from support.fake_protocol import JOB_ID, FakeProtocolServer, error
 from typer.testing import CliRunner
 
 from img2vid.cli import app
+from support.clock import use_fake_clock
+from support.fake_protocol import JOB_ID, FakeProtocolServer, error
 
 KEY = "sk-cli-cancel-0a1b2c3d4e5f60718293"
 
@@ -125,10 +125,9 @@ def _submitted_ids(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_against_a_live_server_both_sides_of_cancel_agree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The client's DELETE and the server's answers to it: 200 then 410 on the result, 409, 404."""
-    from support.server_harness import create_key_direct, live_server
-
     from img2vid import VideoRequest, errors
     from img2vid.engines.remote import RemoteEngine
+    from support.server_harness import create_key_direct, live_server
 
     caplog.set_level(logging.INFO, logger="img2vid.remote")
     key = create_key_direct(tmp_path)

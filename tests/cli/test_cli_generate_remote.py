@@ -13,17 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import img2vid
 import numpy as np
 import pytest
 from PIL import Image
-from support.clock import use_fake_clock
-from support.fake_protocol import JOB_ID, FakeProtocolServer, accepted, error, tiny_mp4, video_json, video_raw
 from typer.testing import CliRunner
 
+import img2vid
 from img2vid import Video
 from img2vid.cli import app
 from img2vid.cli.generate import output_paths
+from support.clock import use_fake_clock
+from support.fake_protocol import JOB_ID, FakeProtocolServer, accepted, error, tiny_mp4, video_json, video_raw
 
 KEY = "sk-cli-test-0a1b2c3d4e5f60718293"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
 from support.cluster import Cluster, FrontEnd, assert_video, new_database, redis_db_url, start_job
 from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 from support.services import PostgresServer, RedisServer

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from support.cluster import Cluster, FrontEnd, assert_video, start_job
 from support.server_harness import auth, submit, wait_result
 from support.services import PostgresServer, RedisServer

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support.cluster import IMAGE, assert_video, wait_for
-from support.server_harness import submit, wait_result
-from support.step_engine import StepEngine
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.cluster import IMAGE, assert_video, wait_for
+from support.server_harness import submit, wait_result
+from support.step_engine import StepEngine
 
 
 def _chattr(flag: str, *paths: Path) -> bool:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support.cluster import new_database
-from support.services import PostgresServer
 
 from img2vid.jobs.store import JobStore
+from support.cluster import new_database
+from support.services import PostgresServer
 
 pytestmark = pytest.mark.services
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-from support.comfy_stub import PromptRunner, install
 
 from img2vid.comfy import legacy, nodes, v3_nodes
 from img2vid.comfy.caching import seed_fingerprint
+from support.comfy_stub import PromptRunner, install
 
 
 class LoadImage:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
 
 import img2vid.comfy.nodes as nodes
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
-from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
-from support.images import gradient
 
+torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
 from img2vid.comfy.nodes import Img2VidImageToVideo
+from support.images import gradient
 
 FAST = {"engine": "local", "model": "tiny", "frames": 2, "steps": 2, "fps": 8}
 

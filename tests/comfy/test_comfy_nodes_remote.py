@@ -8,18 +8,19 @@ import logging
 import sys
 
 import pytest
+
 torch = pytest.importorskip("torch")  # ComfyUI IMAGE tensors; the Python 3.10 CI run has no torch
 from PIL import Image
-from support.clock import use_fake_clock
-from support.comfy_stub import comfy_stub, install  # noqa: F401 - the fixture
-from support.fake_protocol import JOB_ID, accepted, error, submitted, tiny_mp4, video_raw
-from support.images import gradient
 
 import img2vid.comfy.nodes as nodes_module
 import img2vid.engines.remote.engine as remote_engine
 from img2vid.comfy.legacy import SEED_MODULUS, SaltAIStableVideoDiffusion
 from img2vid.comfy.nodes import Img2VidImageToVideo
 from img2vid.comfy.runtime import NodeError
+from support.clock import use_fake_clock
+from support.comfy_stub import install
+from support.fake_protocol import JOB_ID, accepted, error, submitted, tiny_mp4, video_raw
+from support.images import gradient
 
 SECRET = "sk-test-4f1c9a7e5b3d2f6a8c0e"
 WIDGET_SECRET = "sk-widget-9e8d7c6b5a4f3e2d1c0b"

@@ -7,10 +7,10 @@ import inspect
 import sys
 
 import pytest
-from support.comfy_stub import install
 
 from img2vid.comfy import NODE_CLASS_MAPPINGS, node_pack_exports, v3_nodes
 from img2vid.comfy import nodes as nodes_module
+from support.comfy_stub import install
 
 
 @pytest.fixture

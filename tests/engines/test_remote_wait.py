@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from support.clock import FakeClock
 
 from img2vid import errors
 from img2vid.engines.remote._wait import LAST_REQUEST_SECONDS, Deadline, Waiter
+from support.clock import FakeClock
 
 
 def make_waiter(clock: FakeClock, seconds: float = 600.0, cancel=None) -> Waiter:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine
-from support.images import png_bytes
-from support.server_harness import V2ALPHA, V2BETA
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key, hash_key
+from support.fake_engine import FakeEngine
+from support.images import png_bytes
+from support.server_harness import V2ALPHA, V2BETA
 
 NO_JOB = "0" * 64
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
-from support.fake_engine import assert_same_frames, expected_frames
-from support.images import gradient, png_bytes
-from support.server_harness import create_key_direct, free_port, live_server, subprocess_env
 
 import img2vid.engines.remote.engine as remote_engine
 from img2vid.request import VideoRequest
 from img2vid.video import Video
+from support.comfy_stub import comfy_stub  # noqa: F401 - the fixture
+from support.fake_engine import assert_same_frames, expected_frames
+from support.images import gradient, png_bytes
+from support.server_harness import create_key_direct, free_port, live_server, subprocess_env
 
 FAKE = {"IMG2VID_ENGINE_FACTORY": "support.fake_engine:from_env"}
 

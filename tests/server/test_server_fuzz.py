@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.fake_engine import FakeEngine
-from support.images import png_bytes
-from support.server_harness import V2ALPHA, V2BETA
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.fake_engine import FakeEngine
+from support.images import png_bytes
+from support.server_harness import V2ALPHA, V2BETA
 
 FIELDS = ["seed", "cfg_scale", "motion_bucket_id", "frames", "steps", "fps", "noise_aug_strength",
           "min_guidance_scale", "decode_chunk_size", "unknown_field"]

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine
-from support.images import png_bytes
-from support.server_harness import V2BETA, auth
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.fake_engine import FakeEngine
+from support.images import png_bytes
+from support.server_harness import V2BETA, auth
 
 
 def test_info_needs_no_key_and_gives_each_fields_range_with_the_cost_caps(tmp_path: Path) -> None:

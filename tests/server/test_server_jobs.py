@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine
-from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.fake_engine import FakeEngine
+from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 
 def test_cancel_stops_a_running_job_at_once_and_a_queued_one_before_it_starts(tmp_path: Path) -> None:

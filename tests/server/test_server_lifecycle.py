@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine
-from support.server_harness import V2BETA, auth, submit, wait_result
 
+from img2vid.jobs.store import JobStore
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
-from img2vid.jobs.store import JobStore
+from support.fake_engine import FakeEngine
+from support.server_harness import V2BETA, auth, submit, wait_result
 
 
 def test_a_clean_stop_requeues_the_running_job_and_the_next_start_finishes_it(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine
-from support.server_harness import submit, wait_result
 
+from img2vid.jobs.store import JobStore
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
-from img2vid.jobs.store import JobStore
+from support.fake_engine import FakeEngine
+from support.server_harness import submit, wait_result
 
 pytestmark = pytest.mark.services
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from support.fake_engine import FakeEngine, assert_same_frames, expected_frames
-from support.images import png_bytes
-from support.server_harness import ROUTES, V2ALPHA, V2BETA, auth, submit, wait_result
 
 from img2vid.request import VideoRequest
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
 from img2vid.video import Video
+from support.fake_engine import FakeEngine, assert_same_frames, expected_frames
+from support.images import png_bytes
+from support.server_harness import ROUTES, V2ALPHA, V2BETA, auth, submit, wait_result
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
-from support.fake_engine import FakeEngine
-from support.images import png_bytes
-from support.server_harness import V2BETA, free_port, submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.fake_engine import FakeEngine
+from support.images import png_bytes
+from support.server_harness import V2BETA, free_port, submit, wait_result
 
 PNG = png_bytes(1024, 576)
 SEEN: Counter[int] = Counter()

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.fake_engine import FakeEngine
-from support.images import gradient, png_bytes
-from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.fake_engine import FakeEngine
+from support.images import gradient, png_bytes
+from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 
 @pytest.fixture

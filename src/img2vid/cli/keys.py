@@ -8,8 +8,8 @@ This module must never print a key anywhere but that one line of ``create``.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer

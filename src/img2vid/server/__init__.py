@@ -7,7 +7,7 @@ Importing this package imports FastAPI and SQLAlchemy; ``import img2vid`` never 
 
 from __future__ import annotations
 
-from .app import create_app
 from ..jobs.settings import ServerSettings
+from .app import create_app
 
 __all__ = ["create_app", "ServerSettings"]

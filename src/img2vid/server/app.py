@@ -20,12 +20,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..errors import InvalidInputError
 from ..engines.base import Engine
-from .deps import ServerState, StateDep
+from ..errors import InvalidInputError
 from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
 from ..jobs.engines import engine_factory_for
 from ..jobs.runner import RunOptions
+from ..jobs.settings import ServerSettings, load_settings
+from ..jobs.store import QUEUED
+from .deps import ServerState, StateDep
 from .errors import install_error_handlers
 from .info import router as info_router
 from .keys import KeyChecker
@@ -33,9 +35,7 @@ from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .openapi import HEALTH_ANSWERS, METRICS_ANSWERS, install_openapi
 from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
-from ..jobs.settings import ServerSettings, load_settings
 from .statuscache import StatusCache
-from ..jobs.store import QUEUED
 
 __all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from starlette.concurrency import run_in_threadpool
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ..jobs.embedded import Dispatcher
+from ..jobs.settings import ServerSettings
+from ..jobs.store import JobStore
 from .keys import KeyChecker
 from .metrics import ServerMetrics
 from .ratelimit import RateLimiter
-from ..jobs.settings import ServerSettings
 from .statuscache import StatusCache
-from ..jobs.store import JobStore
 
 __all__ = ["ServerState", "StateDep", "OwnerDep", "get_state", "BEARER_SCHEME"]
 

@@ -24,8 +24,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from ..fitting import PROTOCOL_SIZES
-from ..request import RANGES, range_text
 from ..jobs.settings import CAP_SETTINGS, ServerSettings
+from ..request import RANGES, range_text
 from .uploads import FORM_FIELDS, GENERATION_DEFAULTS
 
 __all__ = [

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from ..errors import InvalidInputError, PayloadTooLargeError
 from ..fitting import PROTOCOL_SIZES
 from ..images import open_image_bytes
-from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, VideoRequest, check_field, range_text
 from ..jobs.settings import CAP_SETTINGS
+from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, VideoRequest, check_field, range_text
 
 __all__ = [
     "GENERATION_DEFAULTS",

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from ... import errors
-from ...video import FINISH_CONTENT_FILTERED, FINISH_SUCCESS, Video
 from ...redact import redact
+from ...video import FINISH_CONTENT_FILTERED, FINISH_SUCCESS, Video
 
 __all__ = ["video_from_response", "parse_progress"]
 
