@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -45,3 +47,32 @@ def fake_protocol_server() -> Iterator[FakeProtocolServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_engine_outlives_its_test() -> Iterator[None]:
+    """An engine a test got from ``LocalEngine.shared`` (the CLI and the nodes do) is released after it,
+    so no test sees another's warm model, settings or ComfyUI hooks. Only where torch is loaded already:
+    the node tests also run without torch."""
+    yield
+    engine_module = sys.modules.get("img2vid.engines.local.engine")
+    if engine_module is not None:
+        engine_module.LocalEngine.close_shared()
+
+
+@pytest.fixture(scope="session")
+def tiny_engine() -> Iterator[Any]:
+    """One loaded tiny ``LocalEngine`` (CPU, fp32, eager) for the session, for tests that only generate.
+    A test that changes an engine (releases it, sets a speed or memory mode, places it elsewhere) builds
+    its own."""
+    pytest.importorskip("diffusers")
+    from img2vid.engines.local import LocalEngine
+
+    with LocalEngine("tiny", device="cpu", dtype="float32", speed="eager") as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def tiny_parts(tiny_engine: Any) -> Any:
+    """The session engine's model parts, for tests of the pipeline's pieces; read them, never change them."""
+    return tiny_engine.components()

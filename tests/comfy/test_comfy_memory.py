@@ -89,7 +89,7 @@ def test_outside_comfyui_nothing_is_attached(monkeypatch):
 
 
 @pytest.fixture
-def tiny_engine():
+def shared_tiny():
     pytest.importorskip("torch", reason="the local engine needs torch")
     from img2vid.engines.local import LocalEngine
 
@@ -107,47 +107,47 @@ def _image():
     return torch.from_numpy(gradient(64, 64)).float()[None] / 255.0
 
 
-def test_the_node_makes_room_for_its_weights_and_the_button_releases_them(comfy_stub, tiny_engine, monkeypatch):
+def test_the_node_makes_room_for_its_weights_and_the_button_releases_them(comfy_stub, shared_tiny, monkeypatch):
     from img2vid.comfy.nodes import Img2VidImageToVideo
 
-    tiny_engine.release()  # this test loads it
+    shared_tiny.release()  # this test loads it
     asked = []
     comfyui_make_room = memory.make_room
 
     def make_room(device, size):
-        asked.append((str(device), size, tiny_engine.loaded))
+        asked.append((str(device), size, shared_tiny.loaded))
         comfyui_make_room(device, size)
 
     monkeypatch.setattr(memory, "make_room", make_room)
     Img2VidImageToVideo().generate(_image(), **FAST)
 
-    parts = tiny_engine.components()
+    parts = shared_tiny.components()
     weights = sum(p.numel() for m in (parts.unet, parts.vae, parts.image_encoder) for p in m.parameters()) * 4
     assert asked == [("cpu", weights, False)]  # fp32 on the CPU, asked before anything was placed
 
     comfy_stub.model_management.unload_all_models()  # the "Free model and node cache" button
 
-    assert not tiny_engine.loaded and not tiny_engine.release()
+    assert not shared_tiny.loaded and not shared_tiny.release()
 
 
-def test_an_interrupted_run_releases_the_engine(comfy_stub, tiny_engine):
+def test_an_interrupted_run_releases_the_engine(comfy_stub, shared_tiny):
     from img2vid.comfy.nodes import Img2VidImageToVideo
 
     steps = []
 
     def cancel_at_first_step(value, total):
-        steps.append(tiny_engine.loaded)
+        steps.append(shared_tiny.loaded)
         comfy_stub.interrupt()
 
     comfy_stub.on_update = cancel_at_first_step
     with pytest.raises(comfy_stub.InterruptProcessingException):
         Img2VidImageToVideo().generate(_image(), **{**FAST, "steps": 20})
     assert steps[:1] == [True]  # it was loaded and running when Cancel came
-    assert not tiny_engine.loaded
+    assert not shared_tiny.loaded
 
 
 @pytest.mark.gpu
-def test_on_a_gpu_the_released_memory_is_free_again(comfy_stub, tiny_engine):
+def test_on_a_gpu_the_released_memory_is_free_again(comfy_stub, shared_tiny):
     import torch
 
     from img2vid.comfy.nodes import Img2VidImageToVideo

@@ -19,14 +19,13 @@ from img2vid.engines.local.checkpoint import (  # noqa: E402
     match_architecture,
     to_single_file,
 )
-from img2vid.engines.local.tiny import build_tiny  # noqa: E402
+from img2vid.engines.local.components import Components  # noqa: E402
 from support.local import small_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, torch.Tensor]]:
-    parts = build_tiny()
-    tensors = to_single_file(parts.unet, parts.vae, parts.image_encoder)
+def tiny_file(tmp_path_factory: pytest.TempPathFactory, tiny_parts: Components) -> tuple[str, dict[str, torch.Tensor]]:
+    tensors = to_single_file(tiny_parts.unet, tiny_parts.vae, tiny_parts.image_encoder)
     # A real file also holds things img2vid does not use: they must be ignored.
     tensors["conditioner.embedders.0.open_clip.model.transformer.resblocks.0.ln_1.weight"] = torch.ones(4)
     tensors["conditioner.embedders.3.encoder.encoder.conv_in.weight"] = torch.ones(2, 3, 3, 3)
@@ -39,10 +38,10 @@ def _request() -> VideoRequest:
     return VideoRequest(image=small_image(1), seed=42, frames=2, steps=2)
 
 
-def test_single_file_checkpoint_gives_the_same_frames_as_the_model_it_was_written_from(tiny_file) -> None:
+def test_single_file_checkpoint_gives_the_same_frames_as_the_model_it_was_written_from(tiny_file, tiny_engine) -> None:
     path, _ = tiny_file
     from_file = LocalEngine(path, device="cpu").generate(_request())
-    direct = LocalEngine("tiny", device="cpu").generate(_request())
+    direct = tiny_engine.generate(_request())
     assert np.array_equal(from_file.frames, direct.frames)
     assert from_file.num_frames == 2
 

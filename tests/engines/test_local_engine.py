@@ -19,11 +19,9 @@ from img2vid.fitting import MultipleOf  # noqa: E402
 from support.local import HEIGHT, WIDTH, diffusers_frames, small_image  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def engine() -> LocalEngine:
-    engine = LocalEngine("tiny", device="cpu")
-    engine.load()
-    return engine
+@pytest.fixture
+def engine(tiny_engine: LocalEngine) -> LocalEngine:
+    return tiny_engine
 
 
 def _request(**options: object) -> VideoRequest:

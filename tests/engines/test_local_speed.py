@@ -24,7 +24,6 @@ from img2vid.engines.local.device import GIB  # noqa: E402
 from img2vid.engines.local.memory import LOW_DECODE_CHUNK, plan_memory  # noqa: E402
 from img2vid.engines.local.pipeline import Placement, SVDParams, run_svd  # noqa: E402
 from img2vid.engines.local.speed import fp8_linear_filter, resolve_speed  # noqa: E402
-from img2vid.engines.local.tiny import build_tiny  # noqa: E402
 from img2vid.errors import InvalidInputError  # noqa: E402
 from support.local import small_image  # noqa: E402
 
@@ -199,11 +198,6 @@ def test_low_memory_caps_the_decode_chunk_unless_the_request_sets_one() -> None:
 
 
 # ------------------------------------------------------------------------------- deep-feature reuse
-
-
-@pytest.fixture(scope="module")
-def tiny_parts() -> object:
-    return build_tiny()
 
 
 def _unet_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
