@@ -15,6 +15,30 @@ from support.fake_engine import FakeEngine
 from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 
+def test_polling_a_queued_job_counts_the_queue_once_per_cache_period_not_per_poll(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    app = create_app(ServerSettings(data=tmp_path), engine=engine)
+    store = app.state.img2vid.store
+    counted = []
+    count_queue = store.queue_position
+    store.queue_position = lambda status: counted.append(status.id) or count_queue(status)  # type: ignore[method-assign]
+    app.state.img2vid.statuses.ttl = 60.0  # however slow the machine, all 20 polls fall in one cache period
+    with TestClient(app) as client:
+        key, _ = create_key(store, "t")
+        submit(client, key, seed=1)
+        assert engine.started.wait(10)
+        queued = submit(client, key, seed=2).json()["id"]
+        behind = submit(client, key, seed=3).json()["id"]
+        positions = [client.get(f"{V2BETA}/result/{behind}", headers=auth(key)).json()["queue_position"] for _ in range(20)]
+        assert positions == [2] * 20
+        assert counted == [behind]  # a poll storm on a queued job is one query over the queue, not one each
+        client.delete(f"{V2BETA}/result/{queued}", headers=auth(key))
+        # A change made here moves the jobs behind it at once, cache or not.
+        assert client.get(f"{V2BETA}/result/{behind}", headers=auth(key)).json()["queue_position"] == 1
+        gate.set()
+
+
 def test_cancel_stops_a_running_job_at_once_and_a_queued_one_before_it_starts(tmp_path: Path) -> None:
     gate = threading.Event()
     engine = FakeEngine(gate=gate)

@@ -140,6 +140,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             max_active=settings.max_queued,
         )
         if created:
+            state.statuses.forget(job_id)  # it may go ahead of queued jobs (fair turns): their positions move
             state.dispatcher.notify(job_id)
             state.metrics.jobs_submitted.inc()
         return SubmitAnswer(id=job_id)
@@ -155,7 +156,9 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             return JSONResponse(body, status_code=status.error_status or 500)
         if status.status != DONE:
             settings = state.settings
-            position = await run_in_threadpool(state.store.queue_position, status)
+            position = state.statuses.cached_position(status)
+            if position is None:
+                position = await run_in_threadpool(state.statuses.load_position, status)
             return JSONResponse(
                 {"id": id, "status": "in-progress", "progress": round(status.progress, 4), "queue_position": position},
                 status_code=202,

@@ -1,8 +1,11 @@
-"""A short-lived in-memory cache of job status rows, so heavy polling stays off the database.
+"""A short-lived in-memory cache of job status rows and queue positions, so heavy polling stays off the
+database.
 
 A poll answered from here is at most ``ttl`` seconds stale (a client then sees "in-progress" a moment
 longer and polls again); this process's workers drop a job's entry whenever they change it, so their
-own jobs are never stale. This module must never cache a result blob, only status columns.
+own jobs are never stale. A queued job's position is cached the same way: counting the jobs ahead of it
+is a query over the queue, which every poll of a queued job would otherwise run. This module must never
+cache a result blob, only status columns.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
-from ..jobs.store import JobStatus, JobStore
+from ..jobs.store import QUEUED, JobStatus, JobStore
 
 __all__ = ["StatusCache"]
 
@@ -22,6 +26,7 @@ class StatusCache:
         self.ttl = ttl
         self.size = size
         self._entries: OrderedDict[str, tuple[float, JobStatus]] = OrderedDict()
+        self._positions: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def cached(self, job_id: str) -> JobStatus | None:
@@ -34,14 +39,39 @@ class StatusCache:
     def load(self, job_id: str) -> JobStatus | None:
         """Read the row from the store (blocking: call it off the event loop) and cache it."""
         status = self.store.status(job_id)
-        if status is not None and self.ttl > 0:
-            with self._lock:
-                self._entries[job_id] = (time.monotonic() + self.ttl, status)
-                self._entries.move_to_end(job_id)
-                while len(self._entries) > self.size:
-                    self._entries.popitem(last=False)
+        if status is not None:
+            self._remember(self._entries, job_id, status)
         return status
 
+    def cached_position(self, status: JobStatus) -> int | None:
+        """The job's queue position if it is known without the store: 0 unless queued, else a fresh
+        cached count (then call :meth:`load_position`)."""
+        if status.status != QUEUED:
+            return 0
+        entry = self._positions.get(status.id)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    def load_position(self, status: JobStatus) -> int:
+        """Count the queue ahead of the job (blocking: call it off the event loop) and cache the answer."""
+        position = self.store.queue_position(status)
+        if status.status == QUEUED:
+            self._remember(self._positions, status.id, position)
+        return position
+
     def forget(self, job_id: str) -> None:
+        """This process changed the job: drop its row, and every position (a job that starts, ends or
+        joins the queue moves the jobs behind it)."""
         with self._lock:
             self._entries.pop(job_id, None)
+            self._positions.clear()
+
+    def _remember(self, table: OrderedDict[str, Any], job_id: str, value: object) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            table[job_id] = (time.monotonic() + self.ttl, value)
+            table.move_to_end(job_id)
+            while len(table) > self.size:
+                table.popitem(last=False)
