@@ -22,6 +22,8 @@ pytest.importorskip("playwright.sync_api", reason="pip install playwright (the d
 from playwright.sync_api import Page, Route, expect  # noqa: E402
 from server_process import Server  # noqa: E402
 
+pytestmark = pytest.mark.live
+
 V2BETA = "/v2beta/image-to-video"
 JOB_URL = re.compile(r"#job=([0-9a-f]{64})$")
 

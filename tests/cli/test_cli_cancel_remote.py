@@ -123,6 +123,7 @@ def _submitted_ids(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [match.group(1) for match in found if match]
 
 
+@pytest.mark.live
 def test_against_a_live_server_both_sides_of_cancel_agree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The client's DELETE and the server's answers to it: 200 then 410 on the result, 409, 404."""
     from img2vid import VideoRequest, errors

@@ -29,6 +29,8 @@ from support.cluster import IMAGE, assert_video, wait_for
 from support.server_harness import submit, wait_result
 from support.step_engine import StepEngine
 
+pytestmark = pytest.mark.live
+
 
 def _chattr(flag: str, *paths: Path) -> bool:
     done = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, text=True)

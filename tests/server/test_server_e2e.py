@@ -33,6 +33,7 @@ def _generate(server_url: str, key: str, image: Path, output: Path, *extra: str,
     )
 
 
+@pytest.mark.live
 def test_img2vid_generate_with_the_server_as_engine(tmp_path: Path) -> None:
     key = create_key_direct(tmp_path)
     image = tmp_path / "photo.png"
@@ -48,6 +49,7 @@ def test_img2vid_generate_with_the_server_as_engine(tmp_path: Path) -> None:
     assert refused.returncode == 3 and not (tmp_path / "no.mp4").exists()
 
 
+@pytest.mark.live
 def test_the_drop_in_node_runs_against_the_server(tmp_path: Path, comfy_stub, monkeypatch) -> None:  # noqa: F811
     from img2vid.comfy.legacy import SaltAIStableVideoDiffusion
 
@@ -64,6 +66,7 @@ def test_the_drop_in_node_runs_against_the_server(tmp_path: Path, comfy_stub, mo
     assert_same_frames((frames.numpy() * 255 + 0.5).astype(np.uint8), expected)
 
 
+@pytest.mark.live
 def test_readme_main_job_runs_offline(tmp_path: Path) -> None:
     """README's main job, as written: examples/quickstart.sh serves the tiny model, creates a key with the
     CLI and makes a clip through the server with ``img2vid generate --engine URL``."""

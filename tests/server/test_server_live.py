@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from img2vid.request import VideoRequest
 from img2vid.video import Video
 from support.fake_engine import assert_same_frames, expected_frames
 from support.images import png_bytes
 from support.server_harness import V2ALPHA, V2BETA, auth, create_key_direct, live_server, submit, wait_result
+
+pytestmark = pytest.mark.live
 
 FAKE = {"IMG2VID_ENGINE_FACTORY": "support.fake_engine:from_env"}
 

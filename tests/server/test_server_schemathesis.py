@@ -30,6 +30,8 @@ from support.fake_engine import FakeEngine
 from support.images import png_bytes
 from support.server_harness import V2BETA, free_port, submit, wait_result
 
+pytestmark = pytest.mark.live
+
 PNG = png_bytes(1024, 576)
 SEEN: Counter[int] = Counter()
 #: Cases per generation mode, across all operations (the run's size and time are bounded by this).

@@ -281,9 +281,7 @@ class NodeRun:
 
 def _log_fit(engine: Engine, request: VideoRequest) -> None:
     """One log line when the engine will fit the image to another size (the engine does the fitting)."""
-    rule = getattr(engine, "size_rule", None)
-    if rule is None:
-        return
+    rule = engine.size_rule
     width, height = request.size
     try:
         if rule.allows(width, height):
