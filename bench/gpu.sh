@@ -42,7 +42,7 @@ if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.sp
     "$PY" -m pip install --quiet --upgrade pip
     "$PY" -m pip install --quiet "torch==2.13.0" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple
 fi
-"$PY" -m pip install --quiet -e ".[local,fp8]" pytest
+"$PY" -m pip install --quiet -e ".[local,fp8]" pytest pytest-xdist  # xdist: pyproject's addopts name its --dist
 "$PY" - <<'EOF' >&2
 import torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, "
