@@ -23,9 +23,8 @@ from ..engines.select import choose_engine
 from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
 from ..request import MAX_SEED, RANGES, VideoRequest
-from .caching import seed_fingerprint
 from .runtime import generate_videos, known_secrets, node_errors
-from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
+from .schema import Field, NodeSpec, Out, SpecNode
 
 __all__ = ["SaltAIStableVideoDiffusion", "SPEC", "fold_seed", "SEED_MODULUS"]
 
@@ -109,23 +108,11 @@ SPEC = NodeSpec(
 )
 
 
-class SaltAIStableVideoDiffusion:
+class SaltAIStableVideoDiffusion(SpecNode):
     """Stable Video Diffusion through Stability's image-to-video protocol (an img2vid server, today)."""
 
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
-        return v1_input_types(SPEC)
-
-    @classmethod
-    def IS_CHANGED(cls, seed: Any = None, **_: Any) -> Any:  # noqa: N802 - ComfyUI's name
-        """Seed 0 is a new random seed each run, so ComfyUI must not hand back the last video."""
-        return seed_fingerprint(seed)
-
-    RETURN_TYPES = v1_outputs(SPEC)["RETURN_TYPES"]
-    RETURN_NAMES = v1_outputs(SPEC)["RETURN_NAMES"]
+    SPEC = SPEC
     FUNCTION = "generate_video"
-    CATEGORY = SPEC.category
-    DESCRIPTION = SPEC.description
 
     def generate_video(self, image: Any, api_key: str, seed: int = 0, cfg: float = 2.5, mbi: int = 40) -> tuple[Any]:
         widget_key = (api_key or "").strip() or None

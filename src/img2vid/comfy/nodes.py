@@ -27,9 +27,8 @@ from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
 from . import memory as comfy_memory
-from .caching import seed_fingerprint
 from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
-from .schema import Field, NodeSpec, Out, v1_input_types, v1_outputs
+from .schema import Field, NodeSpec, Out, SpecNode
 
 __all__ = [
     "Img2VidImageToVideo",
@@ -348,17 +347,10 @@ SPEC = NodeSpec(
 )
 
 
-class Img2VidImageToVideo:
+class Img2VidImageToVideo(SpecNode):
     """Image to video with Stable Video Diffusion: on an img2vid server, a protocol server, or locally."""
 
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's name
-        return v1_input_types(SPEC)
-
-    @classmethod
-    def IS_CHANGED(cls, seed: Any = None, **_: Any) -> Any:  # noqa: N802 - ComfyUI's name
-        """Seed 0 is a new random seed each run, so ComfyUI must not hand back the last video."""
-        return seed_fingerprint(seed)
+    SPEC = SPEC
 
     @classmethod
     def VALIDATE_INPUTS(cls, model: Any) -> bool | str:  # noqa: N802 - ComfyUI's name
@@ -371,13 +363,7 @@ class Img2VidImageToVideo:
             f"folder or a .safetensors file; got {model!r}"
         )
 
-    RETURN_TYPES: tuple[str, ...] = v1_outputs(SPEC)["RETURN_TYPES"]
-    RETURN_NAMES: tuple[str, ...] = v1_outputs(SPEC)["RETURN_NAMES"]
-    OUTPUT_IS_LIST: tuple[bool, ...] = v1_outputs(SPEC)["OUTPUT_IS_LIST"]
-    OUTPUT_TOOLTIPS: tuple[str, ...] = v1_outputs(SPEC)["OUTPUT_TOOLTIPS"]
     FUNCTION = "generate"
-    CATEGORY = SPEC.category
-    DESCRIPTION = SPEC.description
 
     def generate(
         self,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["Field", "Out", "NodeSpec", "v1_input_types", "v1_outputs", "v3_schema", "v3_node"]
+from .caching import seed_fingerprint
+
+__all__ = ["Field", "Out", "NodeSpec", "SpecNode", "v1_input_types", "v1_outputs", "v3_schema", "v3_node"]
 
 #: The V3 constructor keywords each kind takes, by their V1 option names.
 _V3_OPTIONS = {
@@ -98,6 +100,32 @@ def v1_outputs(node: NodeSpec) -> dict[str, tuple[Any, ...]]:
         "OUTPUT_IS_LIST": tuple(o.is_list for o in node.outputs),
         "OUTPUT_TOOLTIPS": tuple(o.tooltip for o in node.outputs),
     }
+
+
+
+class SpecNode:
+    """A V1 node class drawn from its ``SPEC``: ``INPUT_TYPES``, the output tuples, ``CATEGORY`` and
+    ``DESCRIPTION`` are filled in from the one declaration when the subclass is made, so a node class holds
+    only its ``SPEC``, its ``FUNCTION`` and that function. Every img2vid node takes a seed, so
+    ``IS_CHANGED`` is here too: seed 0 is a new random seed each run and must not hand back the last video.
+    """
+
+    SPEC: ClassVar[NodeSpec]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in v1_outputs(cls.SPEC).items():
+            setattr(cls, name, value)
+        cls.CATEGORY = cls.SPEC.category
+        cls.DESCRIPTION = cls.SPEC.description
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, dict[str, Any]]:  # noqa: N802 - ComfyUI's name
+        return v1_input_types(cls.SPEC)
+
+    @classmethod
+    def IS_CHANGED(cls, seed: Any = None, **_: Any) -> Any:  # noqa: N802 - ComfyUI's name
+        return seed_fingerprint(seed)
 
 
 # ---------------------------------------------------------------------------------------------- V3
