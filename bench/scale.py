@@ -6,7 +6,7 @@ Everything runs on this machine: a PostgreSQL and a Redis of their own on free p
 jobs take ``--job-seconds`` (they sleep, so the cores stay free for the machinery being measured). Writes
 ``bench/results/scale.json`` and prints a summary.
 
-    python bench/scale.py [--workers 1 2 4 8] [--jobs 64] [--job-seconds 0.5] [--poll-seconds 5]
+    python bench/scale.py [--workers 1 2 4 8] [--jobs 64] [--job-seconds 0.5] [--poll-seconds 5] [--out FILE]
 
 Figures are ratios against references measured in the same run (N workers against N times one worker;
 the PostgreSQL front end against the SQLite one, in alternating rounds), because shared machines are noisy.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -73,6 +74,7 @@ class Cluster:
         stack.callback(self._stop, self.front)
         wait_healthy(self.url, self.front, timeout=120)
         self.workers: list[subprocess.Popen[bytes]] = []
+        self._worker_numbers = itertools.count()
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -89,15 +91,16 @@ class Cluster:
                 process.wait(5)
 
     def start_workers(self, count: int) -> None:
-        names = [f"bench-{len(self.workers) + i}" for i in range(count)]
+        names = [f"bench-{next(self._worker_numbers)}" for _ in range(count)]  # a fresh log file each
         for name in names:
-            self.workers.append(self._spawn(["worker", "--name", name, "--log-level", "WARNING"], name))
+            self.workers.append(self._spawn(["worker", "--name", name, "--log-level", "INFO"], name))
+        # Ready means consuming: Celery logs "<hostname> ready." once its consumer is connected, seconds
+        # after the worker's first presence write when eight of them start on two cores.
         deadline = time.monotonic() + 180
-        while not set(names) <= set(self.store.live_workers(within=5)):
+        while not all(" ready." in (self.folder / f"{name}.log").read_text(errors="replace") for name in names):
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not start")
             time.sleep(0.2)
-        time.sleep(1.0)  # each worker's Celery consumer connects just after its first presence write
 
     def stop_workers(self) -> None:
         for process in self.workers:
@@ -240,6 +243,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--job-seconds", type=float, default=0.5)
     parser.add_argument("--poll-seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default bench/results/scale.json)")
     args = parser.parse_args()
     started = time.time()
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="img2vid-scale-") as tmp:
@@ -265,14 +269,14 @@ def main() -> None:
             "polling_ratio": ">= 0.8 (within 20% of the SQLite front end)",
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\n{'workers':>8} {'jobs/s':>8} {'efficiency':>10} {'start p95 s':>12}")
     for entry in rounds:
         print(f"{entry['workers']:>8} {entry['jobs_per_second']:>8} {entry['efficiency_vs_n_times_one']!s:>10} {entry['idle_submit_to_start_p95_s']:>12}")
     print(f"polling: celery+PostgreSQL {polling['celery_postgres_polls_per_second']}/s, embedded+SQLite "
           f"{polling['embedded_sqlite_polls_per_second']}/s, ratio {polling['ratio']}")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
