@@ -21,7 +21,7 @@ def test_many_processes_opening_a_new_database_at_once_all_get_the_store(postgre
     with ThreadPoolExecutor(6) as pool:
         stores = list(pool.map(lambda _index: JobStore(url), range(6)))
     try:
-        job_id, _ = stores[0].add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        job_id, _ = stores[0].add_job(owner="o", image=b"x", seed=1, params={})
         assert all(store.status(job_id) is not None for store in stores)
     finally:
         for store in stores:

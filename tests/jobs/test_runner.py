@@ -16,7 +16,7 @@ from support.images import png_bytes
 
 
 def claim_one(store: JobStore, seed: int = 7) -> Claim:
-    store.add_job(owner="a", image=png_bytes(64, 64), seed=seed, params={}, route="v2beta")
+    store.add_job(owner="a", image=png_bytes(64, 64), seed=seed, params={})
     claim = store.claim_next(lease_seconds=30)
     assert claim is not None
     return claim

@@ -12,7 +12,7 @@ from img2vid.jobs.store import MAX_ATTEMPTS, JobStore
 
 
 def add(store: JobStore, owner: str, seed: int = 1, **options: object) -> str:
-    return store.add_job(owner=owner, image=b"png", seed=seed, params={}, route="v2beta", **options)[0]
+    return store.add_job(owner=owner, image=b"png", seed=seed, params={}, **options)[0]
 
 
 def start_order(store: JobStore) -> list[str]:
@@ -63,9 +63,9 @@ def test_the_whole_queue_has_a_cap(store: JobStore) -> None:
 
 
 def test_an_idempotency_key_names_one_job_per_api_key(store: JobStore) -> None:
-    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, route="v2beta", idempotency_key="k1")
-    again, created_again = store.add_job(owner="a", image=b"x", seed=2, params={}, route="v2beta", idempotency_key="k1")
-    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, route="v2beta", idempotency_key="k1")
+    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1")
+    again, created_again = store.add_job(owner="a", image=b"x", seed=2, params={}, idempotency_key="k1")
+    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, idempotency_key="k1")
     assert (created, created_again) == (True, False) and again == first and other != first
     assert store.counts()["queued"] == 2
 
@@ -127,5 +127,9 @@ def test_a_store_from_an_earlier_version_gains_the_new_columns_and_keeps_its_job
     try:
         claim = store.claim_next()
         assert claim is not None and claim.job.id == "j1" and claim.job.seed == 5 and claim.token == 1
+        # The retired NOT NULL route column is gone, so a new job can be written.
+        assert store.add_job(owner="a", image=b"x", seed=6, params={})[1]
+        with sqlite3.connect(path) as upgraded:
+            assert "route" not in {row[1] for row in upgraded.execute("PRAGMA table_info(jobs)")}
     finally:
         store.close()

@@ -79,7 +79,7 @@ def test_a_job_running_at_every_crash_is_failed_after_max_attempts_not_rerun_for
 
     store = JobStore(ServerSettings(data=tmp_path).store_url())
     try:
-        poison, _ = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        poison, _ = store.add_job(owner="o", image=b"x", seed=1, params={})
         for crash in range(1, MAX_ATTEMPTS + 1):
             assert store.claim_next().job.id == poison  # a server takes the job ... and dies running it
             requeued = store.requeue_running()
@@ -96,7 +96,7 @@ def test_clean_stops_do_not_count_towards_the_crash_limit(tmp_path: Path) -> Non
 
     store = JobStore(ServerSettings(data=tmp_path).store_url())
     try:
-        job, _ = store.add_job(owner="o", image=b"x", seed=1, params={}, route="v2beta")
+        job, _ = store.add_job(owner="o", image=b"x", seed=1, params={})
         for _ in range(MAX_ATTEMPTS + 1):
             claim = store.claim_next()
             assert claim.job.id == job

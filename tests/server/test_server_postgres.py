@@ -47,7 +47,7 @@ def test_the_store_claims_each_job_once_and_recovers_running_ones(postgres_url: 
     store = JobStore(postgres_url)
     try:
         ids = [
-            store.add_job(owner="o", image=b"x", seed=i + 1, params={"cfg_scale": 1.8}, route="v2beta")[0] for i in range(3)
+            store.add_job(owner="o", image=b"x", seed=i + 1, params={"cfg_scale": 1.8})[0] for i in range(3)
         ]
         first = store.claim_next()
         assert first is not None and first.job.id == ids[0] and first.job.seed == 1

@@ -88,6 +88,8 @@ MAX_ATTEMPTS = 3
 _SCHEMA_LOCK = 0x1D2F1D00
 #: How long an Idempotency-Key keeps naming its first job.
 IDEMPOTENCY_SECONDS = 24 * 3600.0
+#: Columns earlier versions wrote and nothing reads: ``route`` (either route generation fetches any job).
+_RETIRED_COLUMNS = ("route",)
 
 metadata = MetaData()
 
@@ -101,7 +103,6 @@ jobs = Table(
     Column("params", Text, nullable=False),
     Column("image", LargeBinary, nullable=True),
     Column("seed", BigInteger, nullable=False),
-    Column("route", String(16), nullable=False, default="v2beta"),
     Column("result", LargeBinary, nullable=True),
     Column("finish_reason", String(32), nullable=True),
     Column("error_status", Integer, nullable=True),
@@ -284,12 +285,16 @@ class JobStore:
                 # (duplicate key in pg_type). The lock is held until this transaction ends.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             metadata.create_all(conn)
-            self._add_missing_columns(conn)
+            self._upgrade_jobs_table(conn)
 
-    def _add_missing_columns(self, conn: Connection) -> None:
+    def _upgrade_jobs_table(self, conn: Connection) -> None:
         """A store written by an earlier img2vid lacks the newer columns: add them (every new column has a
-        default or is nullable), so upgrading keeps every job and key."""
+        default or is nullable), so upgrading keeps every job and key; and drop the retired ones, whose
+        NOT NULL would refuse every new job."""
         present = {column["name"] for column in inspect(conn).get_columns("jobs")}
+        for retired in _RETIRED_COLUMNS:
+            if retired in present:
+                conn.execute(text(f"ALTER TABLE jobs DROP COLUMN {retired}"))
         for column in jobs.columns:
             if column.name in present:
                 continue
@@ -335,7 +340,6 @@ class JobStore:
         image: bytes,
         seed: int,
         params: dict[str, Any],
-        route: str,
         idempotency_key: str | None = None,
         max_per_owner: int | None = None,
         max_active: int | None = None,
@@ -370,7 +374,6 @@ class JobStore:
                         params=json.dumps(params, sort_keys=True),
                         image=image,
                         seed=seed,
-                        route=route,
                         attempts=0,
                         created_at=now,
                         turn=self._next_turn(conn, owner),

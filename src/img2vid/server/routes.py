@@ -134,7 +134,6 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             image=image,
             seed=job.seed,
             params=job.options(),
-            route=generation,
             idempotency_key=_idempotency_key(request),
             max_per_owner=settings.max_queued_per_key,
             max_active=settings.max_queued,
