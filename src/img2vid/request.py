@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -128,8 +128,6 @@ class VideoRequest:
     min_guidance_scale: float | None = None
     decode_chunk_size: int | None = None
     fit: FitMode = FitMode.CROP
-    #: Free-form extra options an engine may read; never validated here, never sent to a remote server.
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -169,7 +167,7 @@ class VideoRequest:
         shown = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
             for f in fields(self)
-            if f.name not in ("image", "extras") and getattr(self, f.name) is not None
+            if f.name != "image" and getattr(self, f.name) is not None
         )
         width, height = self.size
         return f"VideoRequest(image={width}x{height}, {shown})"

@@ -57,8 +57,3 @@ def compile_regions(parts: Any) -> int:
             setattr(block, _MARK, True)
             count += 1
     return count
-
-
-def is_compiled(parts: Any) -> bool:
-    """Whether any of the UNet's blocks is marked for compiling."""
-    return any(getattr(block, _MARK, False) for block in regions_of(parts.unet))
