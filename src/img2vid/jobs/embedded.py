@@ -83,6 +83,7 @@ class EmbeddedDispatcher:
         options: RunOptions | None = None,
         sweep_interval: float = 60.0,
         on_change: Callable[[str], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
         on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.store = store
@@ -94,7 +95,7 @@ class EmbeddedDispatcher:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._engines: list[Engine] = []
-        self.runner = JobRunner(store, self.options, stopping=self._stop.is_set, on_change=on_change)
+        self.runner = JobRunner(store, self.options, stopping=self._stop.is_set, on_change=on_change, on_start=on_start)
         # Expired leases happen here too: a result that could not be written while the SQLite file was
         # read-only leaves its job running until the lease runs out; the reconciler re-queues it.
         self.reconciler = Reconciler(

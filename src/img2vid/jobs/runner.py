@@ -134,6 +134,7 @@ class JobRunner:
         *,
         stopping: Callable[[], bool] = lambda: False,
         on_change: Callable[[str], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -143,6 +144,8 @@ class JobRunner:
         self.stopping = stopping
         #: Called with a job id after each change this runner makes to it (a status cache listens).
         self.on_change = on_change or (lambda _job_id: None)
+        #: Called with a job id when its run begins: it left the queue, so the jobs behind it moved up.
+        self.on_start = on_start or (lambda _job_id: None)
         self.sleep = sleep
         self.clock = clock
 
@@ -150,6 +153,7 @@ class JobRunner:
         """Run one claimed job to its stored outcome; never raises."""
         job = claim.job
         started = self.clock()
+        self.on_start(job.id)
 
         def timed_out() -> bool:
             return self.clock() - started > self.options.job_timeout

@@ -53,6 +53,7 @@ def make_dispatcher(
     *,
     metrics: ServerMetrics,
     on_change: Any,
+    on_start: Any = None,
 ) -> Dispatcher:
     """The dispatcher ``settings.dispatch`` names: worker threads here, or Celery workers elsewhere."""
     from ..jobs.worker import default_worker_name
@@ -80,6 +81,7 @@ def make_dispatcher(
         options=options,
         sweep_interval=settings.sweep_interval,
         on_change=on_change,
+        on_start=on_start,
         on_outcome=metrics.observe_outcome,
     )
 
@@ -102,7 +104,9 @@ def create_app(
             factory: EngineFactory | None = lambda: shared  # noqa: E731
         else:
             factory = engine_factory
-        dispatcher = make_dispatcher(settings, store, factory, metrics=metrics, on_change=statuses.forget)
+        dispatcher = make_dispatcher(
+            settings, store, factory, metrics=metrics, on_change=statuses.forget, on_start=statuses.job_started
+        )
     state = ServerState(
         settings=settings,
         store=store,

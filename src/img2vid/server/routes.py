@@ -139,7 +139,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             max_active=settings.max_queued,
         )
         if created:
-            state.statuses.forget(job_id)  # it may go ahead of queued jobs (fair turns): their positions move
+            state.statuses.queue_moved()  # it may go ahead of queued jobs (fair turns)
             state.dispatcher.notify(job_id)
             state.metrics.jobs_submitted.inc()
         return SubmitAnswer(id=job_id)
@@ -185,6 +185,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         if outcome is None:
             raise _not_found()
         state.statuses.forget(id)
+        state.statuses.queue_moved()
         if outcome != CANCELLED:
             raise ConflictError("the job has already finished: its result (or its error) can be fetched")
         return CancelAnswer(id=id)

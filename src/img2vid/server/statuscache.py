@@ -4,8 +4,9 @@ database.
 A poll answered from here is at most ``ttl`` seconds stale (a client then sees "in-progress" a moment
 longer and polls again); this process's workers drop a job's entry whenever they change it, so their
 own jobs are never stale. A queued job's position is cached the same way: counting the jobs ahead of it
-is a query over the queue, which every poll of a queued job would otherwise run. This module must never
-cache a result blob, only status columns.
+is a query over the queue, which every poll of a queued job would otherwise run. Positions move only when
+the queue does (a submit, a start, a cancel), so only those drop them here; a running job's heartbeat
+does not. This module must never cache a result blob, only status columns.
 """
 
 from __future__ import annotations
@@ -61,11 +62,21 @@ class StatusCache:
         return position
 
     def forget(self, job_id: str) -> None:
-        """This process changed the job: drop its row, and every position (a job that starts, ends or
-        joins the queue moves the jobs behind it)."""
+        """This process changed the job (progress, an outcome): drop its cached row."""
         with self._lock:
             self._entries.pop(job_id, None)
+
+    def queue_moved(self) -> None:
+        """A job joined the queue (it may go ahead of others, by fair turns) or left it (started or
+        cancelled) in this process: every cached position is stale."""
+        with self._lock:
             self._positions.clear()
+
+    def job_started(self, job_id: str) -> None:
+        """A worker of this process began the job: its row says queued no longer, and the jobs behind it
+        moved up."""
+        self.forget(job_id)
+        self.queue_moved()
 
     def _remember(self, table: OrderedDict[str, Any], job_id: str, value: object) -> None:
         if self.ttl <= 0:
