@@ -78,7 +78,6 @@ class SVDRun:
     phase's end, so GPU time is counted where it is spent): benchmarks read these, not progress text."""
 
     frames: np.ndarray
-    steps: int
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -150,7 +149,7 @@ def run_svd(
     # 10. Decode in chunks of frames (the temporal decoder mixes frames within a chunk) to uint8.
     frames = _decode(parts, latents, params, placement, cancel, report)
     phases.end("decode")
-    return SVDRun(frames=frames, steps=params.steps, timings=phases.seconds)
+    return SVDRun(frames=frames, timings=phases.seconds)
 
 
 def _encode_image(parts: Components, pixels01: torch.Tensor, placement: Placement, do_cfg: bool) -> torch.Tensor:
