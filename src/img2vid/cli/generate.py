@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..engines.base import Engine
+from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..errors import InvalidInputError
 from ..fitting import FitMode
 from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
@@ -42,16 +43,8 @@ class DType(str, Enum):
     bfloat16 = "bfloat16"
 
 
-class Speed(str, Enum):
-    eager = "eager"
-    compiled = "compiled"
-    fp8 = "fp8"
-    fast = "fast"
-
-
-class Memory(str, Enum):
-    auto = "auto"
-    low = "low"
+Speed = Enum("Speed", {mode: mode for mode in SPEED_MODES}, type=str)  # type: ignore[misc]
+Memory = Enum("Memory", {mode: mode for mode in MEMORY_MODES}, type=str)  # type: ignore[misc]
 
 
 def output_paths(images: list[Path], output: str | Path | None, fmt: str) -> list[Path]:

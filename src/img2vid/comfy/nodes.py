@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import mask_url_password, resolve_base_url
 from ..engines.base import Engine
+from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
 from ..fitting import FitMode
@@ -43,8 +44,8 @@ __all__ = [
 ENGINE_CHOICES = ["auto", "remote", "local"]
 #: The local engine's speed and memory modes. The node defaults to eager: inside ComfyUI a model is often
 #: unloaded and loaded again, and a first compile takes minutes.
-SPEED_CHOICES = ["eager", "compiled", "fp8", "fast"]
-MEMORY_CHOICES = ["auto", "low"]
+SPEED_CHOICES = list(SPEED_MODES)
+MEMORY_CHOICES = list(MEMORY_MODES)
 #: crop first: it is the default everywhere in img2vid.
 FIT_CHOICES = [FitMode.CROP.value, FitMode.PAD.value, FitMode.STRETCH.value, FitMode.STRICT.value]
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import InvalidInputError
+from ..modes import MEMORY_MODES
 from .device import choose_offload
 
 __all__ = ["MEMORY_MODES", "MemoryPlan", "plan_memory", "LOW_DECODE_CHUNK"]
 
-MEMORY_MODES: tuple[str, ...] = ("auto", "low")
 #: Frames the VAE decodes at once in ``low`` (the temporal decoder still mixes each pair).
 LOW_DECODE_CHUNK = 2
 
@@ -45,7 +45,7 @@ def resolve_memory_mode(requested: str | None) -> str:
     if requested is None or (isinstance(requested, str) and not requested.strip()):
         return "auto"
     if not isinstance(requested, str) or requested.strip().lower() not in MEMORY_MODES:
-        raise InvalidInputError.for_field("memory", requested, "auto or low")
+        raise InvalidInputError.for_field("memory", requested, " or ".join(MEMORY_MODES))
     return requested.strip().lower()
 
 

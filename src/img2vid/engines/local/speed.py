@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ...errors import InvalidInputError
+from ..modes import SPEED_MODES
 
 __all__ = [
     "SPEEDS",
@@ -31,8 +32,8 @@ __all__ = [
 
 log = logging.getLogger("img2vid.engines.local")
 
-SPEEDS: tuple[str, ...] = ("eager", "compiled", "fp8", "fast")
-_ALLOWED = "eager, compiled, fp8 or fast"
+SPEEDS = SPEED_MODES
+_ALLOWED = ", ".join(SPEEDS[:-1]) + " or " + SPEEDS[-1]
 #: FP8 matrix multiplies need Ada (8.9), Hopper (9.0) or newer.
 FP8_MIN_CAPABILITY = (8, 9)
 #: ``fast``: the whole UNet runs on every third step; the steps between reuse its deep features.
