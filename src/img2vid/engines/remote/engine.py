@@ -190,18 +190,21 @@ class RemoteEngine(Engine):
             headers["authorization"] = f"Bearer {key}"
         self._headers, self._transport = headers, transport
         try:
-            self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport)
+            self._connect()
         except (httpx.InvalidURL, ValueError):
             raise errors.InvalidInputError.for_field(
                 "base_url", mask_url_password(self.base_url), "an http:// or https:// URL"
             ) from None  # httpx's text repeats the URL, password and all
+
+    def _connect(self) -> None:
+        """A new connection pool, and the sender that uses it."""
+        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, transport=self._transport)
         self._sender = Sender(self._client, self.retry_policy, self.base_url)
 
     def _reopen_if_closed(self) -> None:
         """A closed engine connects anew on its next use, as the Engine lifecycle promises."""
         if self._client.is_closed:
-            self._client = httpx.Client(base_url=self.base_url, headers=self._headers, transport=self._transport)
-            self._sender = Sender(self._client, self.retry_policy, self.base_url)
+            self._connect()
 
     # ------------------------------------------------------------------ plumbing
 
