@@ -104,6 +104,8 @@ class LocalEngine(Engine):
         self.memory: MemoryPlan | None = None
         self.compile_cache: CompileCache | None = None
         self._compiled_shapes: set[tuple[int, ...]] = set()
+        #: Whether load() has run its warm-up (a compile at ``warm_up`` size) since the weights were loaded.
+        self._warmed = False
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         #: Called with the device and the weights' size in bytes just before they move there, so a host
@@ -177,10 +179,14 @@ class LocalEngine(Engine):
         if self._parts is not None and self._warmed:
             return
         with self._load_lock:
-            if self._parts is None:
-                self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
+            self._load_weights()
             if not self._warmed:
                 self._warm_up(progress)
+
+    def _load_weights(self) -> None:
+        """Read and place the model unless it is loaded; the caller holds the load lock."""
+        if self._parts is None:
+            self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
 
     def components(self) -> Components:
         """The loaded model's parts, as placed and sped up for runs (loading them first if needed): for
@@ -188,8 +194,6 @@ class LocalEngine(Engine):
         self.load()
         assert self._parts is not None
         return self._parts
-
-    _warmed = False
 
     def _warm_up(self, progress: ProgressCallback | None) -> None:
         """Compile for the warm-up size (a 2-step run on a grey image), logging progress as it goes."""
@@ -308,9 +312,7 @@ class LocalEngine(Engine):
             if progress is not None:
                 progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
             with self._load_lock:
-                if self._parts is None:
-                    # No warm-up here: this request compiles for its own size, which may not be warm_up's.
-                    self._place(load_components(self.model, half=self.dtype in (torch.float16, torch.bfloat16)))
+                self._load_weights()  # no warm-up here: this request compiles for its own size
         with self._run_lock:
             return self._run(request, progress, cancel)
 
@@ -377,8 +379,7 @@ class LocalEngine(Engine):
     @staticmethod
     def _shape_of(params: SVDParams, width: int, height: int) -> tuple[int, ...]:
         """What compiled code is specialised to: frames, size, guidance on or off, decode chunk."""
-        guided = max(params.max_guidance_scale, params.min_guidance_scale) > 1.0
-        return (params.frames, width, height, int(guided), params.decode_chunk_size)
+        return (params.frames, width, height, int(params.guided), params.decode_chunk_size)
 
     def _save_compiled(self, params: SVDParams, width: int, height: int) -> None:
         """After the first run at a new shape, save what it compiled, so the next start has it."""

@@ -43,6 +43,11 @@ class SVDParams:
     max_guidance_scale: float
     decode_chunk_size: int
 
+    @property
+    def guided(self) -> bool:
+        """Classifier-free guidance runs when any frame's scale exceeds 1, as in diffusers."""
+        return max(self.max_guidance_scale, self.min_guidance_scale) > 1.0
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -120,7 +125,7 @@ def run_svd(
     raise_if_cancelled(cancel)
 
     # 1. Guidance: classifier-free guidance runs when any frame's scale exceeds 1, as in diffusers.
-    do_cfg = max(params.max_guidance_scale, params.min_guidance_scale) > 1.0
+    do_cfg = params.guided
     # 2. The image as a tensor in [0, 1] (B=1).
     pixels01 = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(torch.float32).div(255.0).permute(2, 0, 1)[None]
     # 3. Encode the image with CLIP; the unconditional embedding is zeros.
