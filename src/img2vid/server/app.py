@@ -105,7 +105,7 @@ def create_app(
         else:
             factory = engine_factory
         dispatcher = make_dispatcher(
-            settings, store, factory, metrics=metrics, on_change=statuses.forget, on_start=statuses.job_started
+            settings, store, factory, metrics=metrics, on_change=statuses.forget, on_start=statuses.left_queue
         )
     state = ServerState(
         settings=settings,

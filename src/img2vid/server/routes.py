@@ -184,8 +184,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         outcome = await run_in_threadpool(state.store.cancel, id, owner, ttl=state.settings.result_ttl)
         if outcome is None:
             raise _not_found()
-        state.statuses.forget(id)
-        state.statuses.queue_moved()
+        state.statuses.left_queue(id)
         if outcome != CANCELLED:
             raise ConflictError("the job has already finished: its result (or its error) can be fetched")
         return CancelAnswer(id=id)

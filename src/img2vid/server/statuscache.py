@@ -72,9 +72,9 @@ class StatusCache:
         with self._lock:
             self._positions.clear()
 
-    def job_started(self, job_id: str) -> None:
-        """A worker of this process began the job: its row says queued no longer, and the jobs behind it
-        moved up."""
+    def left_queue(self, job_id: str) -> None:
+        """The job left the queue in this process (a worker began it, or it was cancelled): its row is
+        stale, and the jobs behind it moved up."""
         self.forget(job_id)
         self.queue_moved()
 
