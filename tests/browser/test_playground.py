@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,9 +181,22 @@ def test_a_double_click_makes_one_job(page: Page, server: Server, landscape: Pat
     assert server.job_count() == before + 1 and len(submits) == 1
 
 
+def wait_for_held(page: Page, held: list[Route], count: int, timeout_s: float = 20.0) -> None:
+    """Waits, pumping the page's events, until `count` requests are held by a route handler."""
+    deadline = time.monotonic() + timeout_s
+    while len(held) < count:
+        assert time.monotonic() < deadline, f"{len(held)} of {count} requests arrived"
+        page.wait_for_timeout(50)
+
+
 def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, landscape: Path, shots: Path) -> None:
-    """The first poll meets a network error, the second a 429; the page backs off, says so, and goes on."""
+    """The first poll meets a network error, the second a 429; the page backs off, says so, and goes on.
+
+    The second and third polls are held until the test has read the notice before them: the first
+    back-off is under half a second, shorter than a loaded machine may take to look.
+    """
     polls: list[str] = []
+    held: list[Route] = []
     server.hold.touch()
 
     def flaky(route: Route) -> None:
@@ -191,12 +205,8 @@ def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, lands
             if len(polls) == 1:
                 route.abort("connectionrefused")
                 return
-            if len(polls) == 2:
-                route.fulfill(
-                    status=429,
-                    headers={"retry-after": "1", "content-type": "application/json"},
-                    body='{"id": "x", "name": "rate_limited", "errors": ["too many requests"]}',
-                )
+            if len(polls) in (2, 3):
+                held.append(route)
                 return
         route.continue_()
 
@@ -206,9 +216,18 @@ def test_a_poll_that_fails_twice_then_recovers(page: Page, server: Server, lands
     page.get_by_role("button", name="Generate").click()
     notice = page.get_by_text(re.compile("^Reconnecting…"))
     expect(notice).to_contain_text("The server cannot be reached")
+    expect(page.get_by_role("button", name="Try now")).to_be_visible()
     page.screenshot(path=shots / "04-reconnecting.png", full_page=True)
+    wait_for_held(page, held, 1)
+    held[0].fulfill(
+        status=429,
+        headers={"retry-after": "1", "content-type": "application/json"},
+        body='{"id": "x", "name": "rate_limited", "errors": ["too many requests"]}',
+    )
     expect(notice).to_contain_text("The server asked to slow down")
     expect(page.get_by_role("button", name="Try now")).to_be_hidden()  # a 429's wait is the server's
+    wait_for_held(page, held, 2)
+    held[1].continue_()
     expect(job_panel(page).get_by_text("50%")).to_be_visible()
     expect(notice).to_be_hidden()
     server.hold.unlink()
