@@ -12,11 +12,9 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
@@ -26,13 +24,14 @@ from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
 from ..jobs.engines import engine_factory_for
 from ..jobs.runner import RunOptions
 from ..jobs.settings import ServerSettings, load_settings
-from ..jobs.store import QUEUED
-from .deps import ServerState, StateDep
+from .deps import ServerState
 from .errors import install_error_handlers
 from .info import router as info_router
 from .keys import KeyChecker
-from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .openapi import HEALTH_ANSWERS, METRICS_ANSWERS, install_openapi
+from .metrics import ServerMetrics
+from .openapi import install_openapi
+from .operations import STATIC_DIR
+from .operations import router as operations_router
 from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
 from .statuscache import StatusCache
@@ -40,11 +39,6 @@ from .statuscache import StatusCache
 __all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
 
 log = logging.getLogger("img2vid.server")
-
-#: The playground: a page (and its CSS, script and icon) that is a client of the protocol, for trying the
-#: server from a browser. Every asset ships in the package; nothing is fetched from elsewhere.
-_STATIC = Path(__file__).with_name("static")
-
 
 def make_dispatcher(
     settings: ServerSettings,
@@ -86,15 +80,14 @@ def make_dispatcher(
     )
 
 
-def create_app(
-    settings: ServerSettings | None = None,
+def _build_state(
+    settings: ServerSettings,
     *,
-    engine: Engine | None = None,
-    engine_factory: EngineFactory | None = None,
-    dispatcher: Dispatcher | None = None,
-) -> FastAPI:
-    """The server app. Its workers start when the app starts (lifespan) and stop with it."""
-    settings = settings or load_settings()
+    engine: Engine | None,
+    engine_factory: EngineFactory | None,
+    dispatcher: Dispatcher | None,
+) -> ServerState:
+    """Everything the routes share: the store, its status cache and metrics, key checks, limits, dispatch."""
     store = settings.open_store()
     metrics = ServerMetrics(store, live_within=settings.lease_seconds)
     statuses = StatusCache(store, ttl=settings.status_cache_seconds)
@@ -107,7 +100,7 @@ def create_app(
         dispatcher = make_dispatcher(
             settings, store, factory, metrics=metrics, on_change=statuses.forget, on_start=statuses.left_queue
         )
-    state = ServerState(
+    return ServerState(
         settings=settings,
         store=store,
         keys=KeyChecker(
@@ -123,9 +116,21 @@ def create_app(
         statuses=statuses,
     )
 
+
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    engine_factory: EngineFactory | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """The server app. Its workers start when the app starts (lifespan) and stop with it."""
+    settings = settings or load_settings()
+    state = _build_state(settings, engine=engine, engine_factory=engine_factory, dispatcher=dispatcher)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        dispatcher.start()
+        state.dispatcher.start()
         # Everything loaded so far (FastAPI, SQLAlchemy, a model) lives as long as the server: keep it out
         # of the garbage collector's scans, which otherwise show up as pauses in poll latency.
         gc.collect()
@@ -133,8 +138,8 @@ def create_app(
         try:
             yield
         finally:
-            dispatcher.stop()
-            store.close()
+            state.dispatcher.stop()
+            state.store.close()
 
     app = FastAPI(
         title="img2vid server",
@@ -146,41 +151,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(info_router)
-    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    app.include_router(operations_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_openapi(app, settings)
-
-    @app.get("/healthz", tags=["operations"], summary="Liveness and readiness", responses=HEALTH_ANSWERS)
-    def healthz(state: StateDep) -> JSONResponse:
-        parts: dict[str, bool] = {}
-        queued: int | None = None
-        try:
-            queued = state.store.counts()[QUEUED]
-            parts["store"] = True
-        except Exception:  # noqa: BLE001 - any failure means "not answering now"
-            parts["store"] = False
-        parts.update(state.dispatcher.health())
-        ready = state.dispatcher.ready
-        healthy = ready and all(parts.values())
-        body: dict[str, Any] = {
-            "status": "ok" if healthy else ("starting" if not ready else "degraded"),
-            "version": __version__,
-            "dispatch": state.settings.dispatch,
-            **{name: "ok" if ok else "down" for name, ok in parts.items()},
-        }
-        if queued is not None:
-            body["queued"] = queued
-        return JSONResponse(body, status_code=200 if healthy else 503)
-
-    @app.get("/", include_in_schema=False)
-    def playground() -> FileResponse:
-        return FileResponse(_STATIC / "playground.html", media_type="text/html")
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    def favicon() -> FileResponse:
-        return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
-
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response, responses=METRICS_ANSWERS)
-    def metrics_route(state: StateDep) -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
     return app

@@ -1,0 +1,66 @@
+"""The routes an operator and a browser use around the protocol: ``/healthz``, ``/metrics``, the playground.
+
+``/healthz`` is what a load balancer or ``examples/quickstart.sh`` waits on: 200 only when the store
+answers, every dispatch part (workers, broker) is up and the engines have loaded; 503 with ``starting`` or
+``degraded`` otherwise, naming the part that is down. The playground page and its assets ship in the
+package (``STATIC_DIR``), so nothing is fetched from elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from .. import __version__
+from ..jobs.store import QUEUED
+from .deps import StateDep
+from .metrics import CONTENT_TYPE_LATEST
+from .openapi import HEALTH_ANSWERS, METRICS_ANSWERS
+
+__all__ = ["router", "STATIC_DIR"]
+
+#: The playground: a page (and its CSS, script and icon) that is a client of the protocol.
+STATIC_DIR = Path(__file__).with_name("static")
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["operations"], summary="Liveness and readiness", responses=HEALTH_ANSWERS)
+def healthz(state: StateDep) -> JSONResponse:
+    parts: dict[str, bool] = {}
+    queued: int | None = None
+    try:
+        queued = state.store.counts()[QUEUED]
+        parts["store"] = True
+    except Exception:  # noqa: BLE001 - any failure means "not answering now"
+        parts["store"] = False
+    parts.update(state.dispatcher.health())
+    ready = state.dispatcher.ready
+    healthy = ready and all(parts.values())
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else ("starting" if not ready else "degraded"),
+        "version": __version__,
+        "dispatch": state.settings.dispatch,
+        **{name: "ok" if ok else "down" for name, ok in parts.items()},
+    }
+    if queued is not None:
+        body["queued"] = queued
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response, responses=METRICS_ANSWERS)
+def metrics_route(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/", include_in_schema=False)
+def playground() -> FileResponse:
+    return FileResponse(STATIC_DIR / "playground.html", media_type="text/html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
