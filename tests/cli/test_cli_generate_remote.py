@@ -190,6 +190,7 @@ def test_ctrl_c_cancels_the_job_and_exits_130_at_once(
         IMG2VID_BASE_URL=fake_protocol_server.url,
         IMG2VID_API_KEY=KEY,
         PYTHONPATH=str(Path(img2vid.__file__).resolve().parents[1]),
+        PYTHONFAULTHANDLER="1",  # a hang is shown as every thread's stack (SIGABRT below)
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "img2vid", "generate", str(image)],
@@ -202,7 +203,13 @@ def test_ctrl_c_cancels_the_job_and_exits_130_at_once(
     try:
         assert fake_protocol_server.wait_for("poll", 1, timeout=30)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        try:
+            # Well inside the server's 30 s pause: only a client that stopped waiting at once ends here.
+            out, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=10)
+            pytest.fail(f"the client did not exit within 20 s of Ctrl-C; its threads:\n{stacks}")
     finally:
         process.kill()
     assert process.returncode == 130
