@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,24 @@ def test_bad_local_option_is_exit_code_2_naming_it(image: Path, tmp_path: Path) 
     )
     assert result.exit_code == 2
     assert "steps must be an integer from 1 to 200" in result.output
+
+
+def test_the_help_states_the_defaults_the_engine_uses(image: Path, tmp_path: Path) -> None:
+    """What ``--help`` says an option defaults to is what a run without it gets."""
+    from img2vid.request import ENGINE_DEFAULTS
+
+    shown = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"}).output
+    stated = {
+        option: re.search(rf"{re.escape(option)}\s.*?\(default ([0-9.]+)\)", shown)
+        for option in ("--fps", "--noise-aug", "--min-guidance")
+    }
+    assert all(stated.values()), shown
+    assert float(stated["--noise-aug"].group(1)) == ENGINE_DEFAULTS["noise_aug_strength"]  # type: ignore[union-attr]
+    assert float(stated["--min-guidance"].group(1)) == ENGINE_DEFAULTS["min_guidance_scale"]  # type: ignore[union-attr]
+
+    out = tmp_path / "clip.mp4"
+    result = CliRunner().invoke(
+        app, ["generate", str(image), "--model", "tiny", "--device", "cpu", "--frames", "2", "--steps", "1", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert Video.open(out).fps == int(stated["--fps"].group(1))  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ from ..engines.base import Engine
 from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..errors import InvalidInputError
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
+from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, VideoRequest
 from ..video import Video
 from .exits import report_error
 
@@ -137,10 +137,10 @@ def generate(
     device: Annotated[Optional[str], typer.Option(help="Local engine: cuda, cuda:1, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[DType], typer.Option(help="Local engine: weights' dtype (default: bf16/fp16 on GPU, fp32 on CPU).")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Local engine: frames to make (default: the model's, 25 for SVD-XT).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Local engine: denoising steps (default 25).")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Local engine: frame rate, also the model's fps conditioning (default 7).")] = None,
-    noise_aug: Annotated[Optional[float], typer.Option(help="Local engine: noise added to the image (default 0.02).")] = None,
-    min_guidance: Annotated[Optional[float], typer.Option(help="Local engine: guidance on the first frame (default 1.0).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Local engine: denoising steps (default: the model's, 25 for SVD-XT).")] = None,
+    fps: Annotated[Optional[int], typer.Option(help=f"Local engine: frame rate, also the model's fps conditioning (default {ENGINE_DEFAULTS['fps']}).")] = None,
+    noise_aug: Annotated[Optional[float], typer.Option(help=f"Local engine: noise added to the image (default {ENGINE_DEFAULTS['noise_aug_strength']}).")] = None,
+    min_guidance: Annotated[Optional[float], typer.Option(help=f"Local engine: guidance on the first frame (default {ENGINE_DEFAULTS['min_guidance_scale']}).")] = None,
     decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
     speed: Annotated[
         Optional[Speed],

@@ -29,7 +29,16 @@ from ..errors import InvalidInputError, PayloadTooLargeError
 from ..fitting import PROTOCOL_SIZES
 from ..images import open_image_bytes
 from ..jobs.settings import CAP_SETTINGS
-from ..request import ENGINE_FIELDS, MAX_SEED, RANGES, VideoRequest, check_field, range_text
+from ..request import (
+    DEFAULT_CFG_SCALE,
+    DEFAULT_MOTION_BUCKET_ID,
+    ENGINE_FIELDS,
+    MAX_SEED,
+    RANGES,
+    VideoRequest,
+    check_field,
+    range_text,
+)
 
 __all__ = [
     "GENERATION_DEFAULTS",
@@ -46,7 +55,7 @@ __all__ = [
 
 #: The documented defaults of each route generation (v2alpha's were 2.5 and 40).
 GENERATION_DEFAULTS: dict[str, dict[str, float | int]] = {
-    "v2beta": {"cfg_scale": 1.8, "motion_bucket_id": 127},
+    "v2beta": {"cfg_scale": DEFAULT_CFG_SCALE, "motion_bucket_id": DEFAULT_MOTION_BUCKET_ID},
     "v2alpha": {"cfg_scale": 2.5, "motion_bucket_id": 40},
 }
 #: Optional client headers the protocol bounds at 256 characters.
