@@ -69,10 +69,15 @@ def test_bad_local_option_is_exit_code_2_naming_it(image: Path, tmp_path: Path) 
 
 
 def test_the_help_states_the_defaults_the_engine_uses(image: Path, tmp_path: Path) -> None:
-    """What ``--help`` says an option defaults to is what a run without it gets."""
-    from img2vid.request import ENGINE_DEFAULTS
+    """What ``--help`` says an option defaults to is what a run without it gets, and its ranges are the
+    ones a value is checked against."""
+    from img2vid.request import ENGINE_DEFAULTS, RANGES
 
     shown = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"}).output
+    for option, field in (("--seed", "seed"), ("--cfg-scale", "cfg_scale"), ("--motion-bucket-id", "motion_bucket_id")):
+        kind, low, high = RANGES[field]
+        written = f"{int(low)}..{int(high)}" if kind is int else f"{low:g}..{high:g}"
+        assert re.search(rf"{option}\s.*?\s{re.escape(written)}\b", shown), (option, shown)
     stated = {
         option: re.search(rf"{re.escape(option)}\s.*?\(default ([0-9.]+)\)", shown)
         for option in ("--fps", "--noise-aug", "--min-guidance")

@@ -22,7 +22,7 @@ from ..engines.base import Engine
 from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..errors import InvalidInputError
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, VideoRequest
+from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, RANGES, VideoRequest
 from ..video import Video
 from .exits import report_error
 
@@ -96,6 +96,12 @@ def _format_for(output: str | None, fmt: OutputFormat | None) -> str:
     return named or "mp4"
 
 
+def _span(name: str) -> str:
+    """A field's range as the help writes it ("1..255"), from the one table validation uses."""
+    kind, low, high = RANGES[name]
+    return f"{int(low)}..{int(high)}" if kind is int else f"{low:g}..{high:g}"
+
+
 def _enable_debug_logging() -> logging.Handler:
     """Debug lines of img2vid and httpx on stderr; they pass through the key-redacting filter."""
     from ..redact import install_log_filter
@@ -129,9 +135,9 @@ def generate(
         Optional[str], typer.Option("--output", "-o", help="Output file, or folder (an existing one, or ending in /).")
     ] = None,
     format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Output format (default: from -o, else mp4).")] = None,
-    seed: Annotated[int, typer.Option(help="0..4294967294; 0 picks a random seed.")] = 0,
-    cfg_scale: Annotated[float, typer.Option(help="0..10: how closely the video sticks to the image.")] = DEFAULT_CFG_SCALE,
-    motion_bucket_id: Annotated[int, typer.Option(help="1..255: more is more motion.")] = DEFAULT_MOTION_BUCKET_ID,
+    seed: Annotated[int, typer.Option(help=f"{_span('seed')}; 0 picks a random seed.")] = 0,
+    cfg_scale: Annotated[float, typer.Option(help=f"{_span('cfg_scale')}: how closely the video sticks to the image.")] = DEFAULT_CFG_SCALE,
+    motion_bucket_id: Annotated[int, typer.Option(help=f"{_span('motion_bucket_id')}: more is more motion.")] = DEFAULT_MOTION_BUCKET_ID,
     fit: Annotated[FitMode, typer.Option(help="How an image of another size is fitted.")] = FitMode.CROP,
     timeout: Annotated[Optional[float], typer.Option(help="Remote engine: give up after this many seconds (default 600).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Local engine: cuda, cuda:1, mps or cpu (default: best available).")] = None,
