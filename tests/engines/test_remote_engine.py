@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -805,3 +806,41 @@ def test_cancel_job_refuses_stability(fake_protocol_server: FakeProtocolServer) 
     with pytest.raises(errors.InvalidInputError, match="offers no way to cancel"):
         engine.cancel_job(JOB_ID)
     assert fake_protocol_server.requests == []
+
+
+def test_engines_share_one_tls_context_that_verifies_and_follows_ssl_cert_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every engine's connections verify certificates, with one context built once rather than per engine,
+    and a CA bundle named by SSL_CERT_FILE (as httpx honours it) gets a context of its own."""
+    import ssl
+
+    import certifi
+    import httpx
+
+    from img2vid.engines.remote import engine as engine_module
+
+    given: list[object] = []
+    real_client = httpx.Client
+
+    def spy(*args: object, **kwargs: object) -> httpx.Client:
+        given.append(kwargs.get("verify"))
+        return real_client(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module.httpx, "Client", spy)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first = RemoteEngine(base_url="https://one.example", api_key="k1")
+    second = RemoteEngine(base_url="http://127.0.0.1:9", api_key="k2")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    third = RemoteEngine(base_url="https://three.example", api_key="k3")
+    try:
+        assert len(given) == 3 and all(isinstance(context, ssl.SSLContext) for context in given)
+        assert given[0] is given[1] and given[2] is not given[0]
+        for context in given:
+            assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname  # type: ignore[union-attr]
+    finally:
+        for engine in (first, second, third):
+            engine.close()

@@ -44,7 +44,7 @@ from ...video import Video
 from ..base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from . import _wait
 from ._errors import error_from_response, retired_service_error
-from ._http import Sender
+from ._http import Sender, tls_context
 from ._policy import DEFAULT_RETRY_POLICY, RetryPolicy, first_poll_wait
 from ._polling import poll_until_done
 from ._result import video_from_response
@@ -198,7 +198,9 @@ class RemoteEngine(Engine):
 
     def _connect(self) -> None:
         """A new connection pool, and the sender that uses it."""
-        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, transport=self._transport)
+        self._client = httpx.Client(
+            base_url=self.base_url, headers=self._headers, transport=self._transport, verify=tls_context()
+        )
         self._sender = Sender(self._client, self.retry_policy, self.base_url)
 
     def _reopen_if_closed(self) -> None:
