@@ -20,7 +20,11 @@ def _has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``gpu`` are skipped on machines without CUDA (CI has none)."""
+    """Files that start processes (``live``, ``services``) run first, so that under ``-n`` the short files
+    fill the end rather than one long file running alone; within a file the order is kept. Tests marked
+    ``gpu`` are skipped on machines without CUDA (CI has none)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("live") or item.get_closest_marker("services")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: files keep their own order
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
