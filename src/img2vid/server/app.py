@@ -40,6 +40,7 @@ __all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
 
 log = logging.getLogger("img2vid.server")
 
+
 def make_dispatcher(
     settings: ServerSettings,
     store: Any,
