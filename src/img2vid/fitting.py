@@ -109,10 +109,13 @@ class MultipleOf:
 
     An image that already fits is kept at its size; any other goes to the size of the same aspect
     ratio (as near as the multiple allows) whose area is closest to ``max_pixels`` without passing it.
+    With ``upscale=False`` (the rule of the text-conditioned families, whose cost grows with the area) a
+    smaller image is not enlarged: it goes to the nearest multiples at about its own area instead.
     """
 
     multiple: int = 64
     max_pixels: int = 1024 * 576
+    upscale: bool = True
 
     def allows(self, width: int, height: int) -> bool:
         m = self.multiple
@@ -123,14 +126,15 @@ class MultipleOf:
             return (width, height)
         m = self.multiple
         aspect = width / height
+        budget = self.max_pixels if self.upscale else max(m * m, min(self.max_pixels, width * height))
         best: Size | None = None
         best_key: tuple[float, float] | None = None
-        max_side = max(m, self.max_pixels // m)
+        max_side = max(m, budget // m)
         for w in range(m, max_side + 1, m):
             # The two multiples of m nearest the ideal height for this width.
             ideal_h = w / aspect
             for h in {max(m, math.floor(ideal_h / m) * m), max(m, math.ceil(ideal_h / m) * m)}:
-                if w * h > self.max_pixels:
+                if w * h > budget:
                     continue
                 key = (round(_log_aspect_distance((width, height), (w, h)), 2), -(w * h))
                 if best_key is None or key < best_key:

@@ -1,10 +1,12 @@
 """``VideoRequest``: what every front door builds and every engine consumes.
 
-It holds the input image (already an RGB uint8 array) and the generation parameters, validated once,
-here, with errors that name the field, the value given and the allowed range. The protocol's fields
-(``seed``, ``cfg_scale``, ``motion_bucket_id``) always have values; the local-engine fields are ``None``
-when the caller leaves the choice to the engine, so a remote engine can tell "not asked for" from "asked
-for the default" and send only what the user set.
+It holds the input image (already an RGB uint8 array), a prompt where the model takes one, and the
+generation parameters, validated once, here, with errors that name the field, the value given and the
+allowed range. ``seed`` always has a value (0: random); every other field is ``None`` when the caller leaves
+the choice to the model, so that an engine can tell "not asked for" from "asked for the default": a remote
+engine sends only what the user set, and the local engine refuses by name a field the model does not read
+(a prompt for SVD, SVD's motion bucket for Wan) instead of ignoring it. Which model reads which field, and
+its defaults, is the family table's business (``families.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from .images import image_size, load_image
 
 __all__ = [
     "VideoRequest",
+    "MAX_PROMPT_CHARS",
+    "TEXT_FIELDS",
     "MAX_SEED",
     "DEFAULT_CFG_SCALE",
     "DEFAULT_MOTION_BUCKET_ID",
@@ -35,6 +39,12 @@ __all__ = [
 MAX_SEED = 4294967294
 DEFAULT_CFG_SCALE = 1.8
 DEFAULT_MOTION_BUCKET_ID = 127
+
+#: The longest prompt (or negative prompt) accepted, in characters: the text encoders read at most a few
+#: hundred tokens, and a server stores the text with the job.
+MAX_PROMPT_CHARS = 2000
+#: The text fields: ``None`` (or empty) means none given.
+TEXT_FIELDS: tuple[str, ...] = ("prompt", "negative_prompt")
 
 #: The local-engine fields: optional, ``None`` meaning "the engine's default".
 ENGINE_FIELDS: tuple[str, ...] = (
@@ -60,7 +70,7 @@ RANGES: dict[str, tuple[type, float, float]] = {
     "seed": (int, 0, MAX_SEED),
     "cfg_scale": (float, 0.0, 10.0),
     "motion_bucket_id": (int, 1, 255),
-    "frames": (int, 1, 128),
+    "frames": (int, 1, 257),
     "steps": (int, 1, 200),
     "fps": (int, 1, 60),
     "noise_aug_strength": (float, 0.0, 1.0),
@@ -108,19 +118,41 @@ def check_field(name: str, value: Any) -> int | float:
     return number
 
 
+def check_text(name: str, value: Any) -> str | None:
+    """A prompt as given, ``None`` for none (absent or empty), or an error naming the field and the limit."""
+    allowed = f"text of at most {MAX_PROMPT_CHARS} characters"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError.for_field(name, value, allowed)
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"{name} is {len(value)} characters long; the most is {MAX_PROMPT_CHARS}",
+            field=name,
+            value=value[:40] + "...",
+            allowed=allowed,
+        )
+    if "\x00" in value:
+        raise InvalidInputError(f"{name} contains a NUL character", field=name, value=value[:40], allowed=allowed)
+    return value if value.strip() else None
+
+
 @dataclass(frozen=True, eq=False)
 class VideoRequest:
-    """An image and the numbers that say how to animate it.
+    """An image, a prompt where the model takes one, and the numbers that say how to animate it.
 
     ``image`` may be given as anything :func:`img2vid.images.load_image` reads; it is stored as an RGB
     uint8 array of shape H×W×3. ``seed=0`` asks the engine for a random seed, which it reports in the
-    resulting :class:`~img2vid.video.Video`.
+    resulting :class:`~img2vid.video.Video`. ``cfg_scale`` and ``motion_bucket_id`` left ``None`` take the
+    model's defaults (SVD: ``DEFAULT_CFG_SCALE`` and ``DEFAULT_MOTION_BUCKET_ID``).
     """
 
     image: np.ndarray
     seed: int = 0
-    cfg_scale: float = DEFAULT_CFG_SCALE
-    motion_bucket_id: int = DEFAULT_MOTION_BUCKET_ID
+    cfg_scale: float | None = None
+    motion_bucket_id: int | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
     frames: int | None = None
     steps: int | None = None
     fps: int | None = None
@@ -135,10 +167,12 @@ class VideoRequest:
         for name in RANGES:
             value = getattr(self, name)
             if value is None:
-                if name in ("seed", "cfg_scale", "motion_bucket_id"):
+                if name == "seed":
                     raise InvalidInputError.for_field(name, value, range_text(name))
                 continue
             set_(self, name, check_field(name, value))
+        for name in TEXT_FIELDS:
+            set_(self, name, check_text(name, getattr(self, name)))
         set_(self, "fit", parse_fit_mode(self.fit))
 
     @property
@@ -154,10 +188,15 @@ class VideoRequest:
         """A copy with some fields changed, validated again."""
         return replace(self, **changes)
 
-    def options(self) -> dict[str, int | float]:
-        """Every number but the seed, as keyword arguments that rebuild this request with the same image:
-        what a job store keeps (the protocol fields always, the engine fields the caller set)."""
-        return {"cfg_scale": self.cfg_scale, "motion_bucket_id": self.motion_bucket_id, **self.engine_options()}
+    def options(self) -> dict[str, int | float | str]:
+        """Every field but the image and the seed that the caller set, as keyword arguments that rebuild this
+        request with the same image: what a job store keeps."""
+        given = {n: getattr(self, n) for n in ("cfg_scale", "motion_bucket_id", *TEXT_FIELDS)}
+        return {**{n: v for n, v in given.items() if v is not None}, **self.engine_options()}
+
+    def given(self) -> dict[str, Any]:
+        """Every field the caller set, seed included (what a model may refuse by name)."""
+        return {"seed": self.seed, **self.options()}
 
     def engine_options(self) -> dict[str, int | float]:
         """The local-engine fields the caller set (those that are not ``None``)."""

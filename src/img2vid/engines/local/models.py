@@ -21,7 +21,15 @@ from .components import Components
 from .configs import CLIP_MEAN, CLIP_STD, SVD_SCHEDULER
 from .tiny import TINY_NAME
 
-__all__ = ["DEFAULT_MODEL", "TINY_NAME", "load_components", "place_components", "describe_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "TINY_NAME",
+    "load_components",
+    "place_components",
+    "describe_model",
+    "download_index",
+    "download_pipeline",
+]
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 
@@ -29,8 +37,8 @@ DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 _SUBFOLDERS = ("unet", "vae", "image_encoder", "scheduler")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WHAT_TO_DO = (
-    "pass --model a diffusers folder or a .safetensors checkpoint (svd_xt.safetensors), "
-    "or --model tiny for an offline smoke run"
+    "pass --model a diffusers folder, a short name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...) or a .safetensors "
+    "checkpoint (svd_xt.safetensors), or --model tiny (tiny-wan2.2-ti2v-5b, tiny-ltx-video, ...) for an offline smoke run"
 )
 
 
@@ -81,6 +89,17 @@ def _download(repo_id: str, *, half: bool = False) -> Path:
         if _fp16_variant(folder):
             return folder
     return _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.safetensors"], ["*.fp16.safetensors"])
+
+
+def download_index(repo_id: str) -> Path:
+    """A hub model's ``model_index.json`` alone (cached), to learn its family before the weights."""
+    return _snapshot(repo_id, ["model_index.json"], [])
+
+
+def download_pipeline(repo_id: str) -> Path:
+    """The cached snapshot of a Wan or LTX-Video repository: configs, tokenizer files and safetensors
+    weights (never pickled ``.bin``/``.pth`` copies)."""
+    return _snapshot(repo_id, ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.model", "*/*.txt"], ["*.bin", "*.pth"])
 
 
 def _fp16_variant(folder: Path) -> bool:
