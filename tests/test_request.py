@@ -28,7 +28,7 @@ BAD_VALUES = [
     ("motion_bucket_id", 0, "1 to 255"),
     ("motion_bucket_id", 256, "1 to 255"),
     ("motion_bucket_id", True, "1 to 255"),
-    ("frames", 0, "1 to 128"),
+    ("frames", 0, "1 to 257"),
     ("steps", 0, "1 to 200"),
     ("fps", 61, "1 to 60"),
     ("noise_aug_strength", 1.5, "0.0 to 1.0"),
@@ -61,10 +61,12 @@ def test_whole_numbers_of_any_number_type_are_accepted() -> None:
     assert all(type(v) is int for v in (request.seed, request.motion_bucket_id, request.frames))
 
 
-def test_defaults_follow_the_protocol() -> None:
+def test_fields_left_unset_are_left_to_the_model() -> None:
+    """Only the seed has a value of its own (0: random); the rest are the model's defaults, so an engine can
+    tell a field the user set (and refuse it where the model lacks it) from one left alone."""
     request = VideoRequest(image=IMAGE)
-    assert (request.seed, request.cfg_scale, request.motion_bucket_id) == (0, 1.8, 127)
-    assert request.engine_options() == {}
+    assert (request.seed, request.cfg_scale, request.motion_bucket_id, request.prompt) == (0, None, None, None)
+    assert request.engine_options() == {} and request.options() == {}
     assert request.fit is FitMode.CROP
 
 

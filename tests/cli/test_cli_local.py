@@ -79,7 +79,7 @@ def test_the_help_states_the_defaults_the_engine_uses(image: Path, tmp_path: Pat
         written = f"{int(low)}..{int(high)}" if kind is int else f"{low:g}..{high:g}"
         assert re.search(rf"{option}\s.*?\s{re.escape(written)}\b", shown), (option, shown)
     stated = {
-        option: re.search(rf"{re.escape(option)}\s.*?\(default ([0-9.]+)\)", shown)
+        option: re.search(rf"{re.escape(option)}\s.*?\(default:? (?:SVD )?([0-9.]+)[);]", shown)
         for option in ("--fps", "--noise-aug", "--min-guidance")
     }
     assert all(stated.values()), shown

@@ -21,8 +21,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from ..engines.base import Engine
 from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..errors import InvalidInputError
+from ..families import FAMILIES
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, RANGES, VideoRequest
+from ..request import DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_PROMPT_CHARS, RANGES, VideoRequest
 from ..video import Video
 from .exits import report_error
 
@@ -102,6 +103,19 @@ def _span(name: str) -> str:
     return f"{int(low)}..{int(high)}" if kind is int else f"{low:g}..{high:g}"
 
 
+def _family_defaults(attribute: str) -> str:
+    """One default per family as the help writes it ("SVD 25, Wan 2.2 TI2V-5B 50, ..."), from the table."""
+    seen: dict[str, str] = {}
+    for family in FAMILIES.values():
+        value = getattr(family, attribute)
+        if value is not None:
+            seen.setdefault(family.title, f"{value:g}" if isinstance(value, float) else str(value))
+    return ", ".join(f"{title} {value}" for title, value in seen.items())
+
+
+_SHORT_NAMES = ", ".join(FAMILIES)
+
+
 def _enable_debug_logging() -> logging.Handler:
     """Debug lines of img2vid and httpx on stderr; they pass through the key-redacting filter."""
     from ..redact import install_log_filter
@@ -127,8 +141,9 @@ def generate(
     model: Annotated[
         Optional[str],
         typer.Option(
-            help="Local model: a hub id, a diffusers folder, a .safetensors checkpoint, or 'tiny' "
-            "(a tiny random model for offline smoke runs: it makes noise, not video). Implies --engine local."
+            help=f"Local model: a short name ({_SHORT_NAMES}), a hub id, a diffusers folder (SVD, Wan or LTX-Video), "
+            "an SVD .safetensors checkpoint, or 'tiny' / 'tiny-<short name>' (tiny random models for offline smoke "
+            "runs: they make noise, not video). Implies --engine local."
         ),
     ] = None,
     output: Annotated[
@@ -136,15 +151,34 @@ def generate(
     ] = None,
     format: Annotated[Optional[OutputFormat], typer.Option("--format", help="Output format (default: from -o, else mp4).")] = None,
     seed: Annotated[int, typer.Option(help=f"{_span('seed')}; 0 picks a random seed.")] = 0,
-    cfg_scale: Annotated[float, typer.Option(help=f"{_span('cfg_scale')}: how closely the video sticks to the image.")] = DEFAULT_CFG_SCALE,
-    motion_bucket_id: Annotated[int, typer.Option(help=f"{_span('motion_bucket_id')}: more is more motion.")] = DEFAULT_MOTION_BUCKET_ID,
+    prompt: Annotated[
+        Optional[str], typer.Option(help=f"Wan and LTX-Video: what should happen in the video (at most {MAX_PROMPT_CHARS} characters).")
+    ] = None,
+    negative_prompt: Annotated[
+        Optional[str], typer.Option(help="Wan and LTX-Video: what to avoid (default: the model's recommended negative prompt).")
+    ] = None,
+    cfg_scale: Annotated[
+        Optional[float],
+        typer.Option(help=f"{_span('cfg_scale')}: guidance, how closely the video follows the image and prompt (default: the model's: {_family_defaults('default_cfg_scale')})."),
+    ] = None,
+    motion_bucket_id: Annotated[
+        Optional[int], typer.Option(help=f"SVD: {_span('motion_bucket_id')}, more is more motion (default {DEFAULT_MOTION_BUCKET_ID}).")
+    ] = None,
     fit: Annotated[FitMode, typer.Option(help="How an image of another size is fitted.")] = FitMode.CROP,
     timeout: Annotated[Optional[float], typer.Option(help="Remote engine: give up after this many seconds (default 600).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Local engine: cuda, cuda:1, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[DType], typer.Option(help="Local engine: weights' dtype (default: bf16/fp16 on GPU, fp32 on CPU).")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="Local engine: frames to make (default: the model's, 25 for SVD-XT).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Local engine: denoising steps (default: the model's, 25 for SVD-XT).")] = None,
-    fps: Annotated[Optional[int], typer.Option(help=f"Local engine: frame rate, also the model's fps conditioning (default {ENGINE_DEFAULTS['fps']}).")] = None,
+    frames: Annotated[
+        Optional[int],
+        typer.Option(help=f"Local engine: frames to make; Wan takes 4k+1, LTX-Video 8k+1 (default: the model's: SVD-XT 25, {_family_defaults('default_frames')})."),
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help=f"Local engine: denoising steps (default: the model's: {_family_defaults('default_steps')}).")
+    ] = None,
+    fps: Annotated[
+        Optional[int],
+        typer.Option(help=f"Local engine: frame rate, for SVD and LTX-Video also the model's fps conditioning (default: SVD {ENGINE_DEFAULTS['fps']}; {_family_defaults('default_fps')})."),
+    ] = None,
     noise_aug: Annotated[Optional[float], typer.Option(help=f"Local engine: noise added to the image (default {ENGINE_DEFAULTS['noise_aug_strength']}).")] = None,
     min_guidance: Annotated[Optional[float], typer.Option(help=f"Local engine: guidance on the first frame (default {ENGINE_DEFAULTS['min_guidance_scale']}).")] = None,
     decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
@@ -158,7 +192,14 @@ def generate(
     ] = None,
     memory: Annotated[
         Optional[Memory],
-        typer.Option(help="Local engine: auto (default: low when the GPU's free memory is short) or low (fits SVD-XT in 8 GiB)."),
+        typer.Option(
+            help="Local engine: auto (default: low when the GPU's free memory is short) or low (model offload and VAE "
+            "tiling: SVD-XT in 8 GiB, Wan 2.2 TI2V-5B at 720p on a 24 GB card)."
+        ),
+    ] = None,
+    lora: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="FILE[:WEIGHT]", help="Wan and LTX-Video: a LoRA file loaded into the transformer, FILE or FILE:WEIGHT (repeatable)."),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs (API keys are masked).")] = False,
 ) -> None:
@@ -178,6 +219,8 @@ def generate(
                 seed=seed,
                 cfg_scale=cfg_scale,
                 motion_bucket_id=motion_bucket_id,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
                 frames=frames,
                 steps=steps,
                 fps=fps,
@@ -198,6 +241,7 @@ def generate(
             dtype=dtype.value if dtype else None,
             speed=speed.value if speed else None,
             memory=memory.value if memory else None,
+            loras=lora or (),
         )
         for index, (image, request, target) in enumerate(zip(images, requests, targets), start=1):
             label = f"[{index}/{len(images)}] {image.name}" if len(images) > 1 else image.name

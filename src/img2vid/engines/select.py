@@ -8,6 +8,7 @@ purpose), and otherwise the local engine runs, since the hosted service no longe
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from ..config import ENV_BASE_URL, STABILITY_BASE_URL, load_config, resolve_api_key
 from ..errors import InvalidInputError, ModelError
@@ -36,14 +37,20 @@ LOCAL_INSTALL_HINT = (
 
 
 def _local_engine(
-    model: str | None, *, device: str | None, dtype: str | None, speed: str | None = None, memory: str | None = None
+    model: str | None,
+    *,
+    device: str | None,
+    dtype: str | None,
+    speed: str | None = None,
+    memory: str | None = None,
+    loras: Sequence[str] = (),
 ) -> Engine:
     """The shared local engine; a missing torch or diffusers is an install hint, not a traceback."""
     try:
         from .local import DEFAULT_MODEL, LocalEngine
     except ImportError as exc:
         raise ModelError(LOCAL_INSTALL_HINT) from exc
-    return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype, speed=speed, memory=memory)
+    return LocalEngine.shared(model or DEFAULT_MODEL, device=device, dtype=dtype, speed=speed, memory=memory, loras=tuple(loras))
 
 
 def choose_engine(
@@ -56,11 +63,12 @@ def choose_engine(
     api_key: str | None = None,
     speed: str | None = None,
     memory: str | None = None,
+    loras: Sequence[str] = (),
 ) -> Engine:
     """The engine the user asked for, built (a local one is shared per process and kept warm).
 
     ``api_key`` is handed to a remote engine ahead of the environment and config file; the local engine
-    needs none. ``speed`` and ``memory`` are the local engine's modes.
+    needs none. ``speed``, ``memory`` and ``loras`` are the local engine's settings.
     """
     kind = (engine or "").strip()
     if model is not None and kind and kind.lower() != "local":
@@ -71,7 +79,14 @@ def choose_engine(
             allowed=ENGINE_CHOICES,
         )
     if kind.lower() == "local" or model is not None or (not kind and not _uses_remote_by_default()):
-        return _local_engine(model, device=device, dtype=dtype, speed=speed, memory=memory)
+        return _local_engine(model, device=device, dtype=dtype, speed=speed, memory=memory, loras=loras)
+    if loras:
+        raise InvalidInputError(
+            "--lora loads LoRA files into a local model; the chosen engine is a server: drop --lora, or use --model",
+            field="lora",
+            value=loras[0],
+            allowed="LoRA files with the local engine",
+        )
 
     from .remote import RemoteEngine
 

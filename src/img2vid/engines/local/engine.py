@@ -53,6 +53,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, _OUT_OF_MEMORY) or "out of memory" in str(error).lower()
 
 
+def _check_request(family: Family, request: VideoRequest) -> None:
+    """Refuse what the family cannot take: a field it does not read, a frame count outside its rule."""
+    check_family_fields(family, request.given())
+    if request.frames is not None:
+        family.check_frames(request.frames)
+
+
 def _as_lora(item: LoRA | tuple[str, float] | str) -> LoRA:
     """A LoRA setting from a :class:`LoRA`, a (path, weight) pair, or ``"FILE[:WEIGHT]"``."""
     if isinstance(item, LoRA):
@@ -128,6 +135,7 @@ class LocalEngine(Engine):
                 "a folder, a .safetensors file or 'tiny'"
             )
         self.model = model.strip()
+        self._size_rule: SizeRule | None = None
         self._ref: ModelRef = identify_model(self.model)
         #: The model's family; ``None`` only for a hub id outside the short names, until it is loaded.
         self.family: Family | None = self._ref.family
@@ -161,8 +169,13 @@ class LocalEngine(Engine):
 
     @property
     def size_rule(self) -> SizeRule:  # type: ignore[override]
-        """The sizes the model accepts: its family's multiple within its native area (SVD: 64, 1024x576)."""
-        return (self.family or SVD).size_rule
+        """The sizes the model accepts: its family's multiple within its native area (SVD: 64, 1024x576),
+        unless set to another rule (a test's smaller budget)."""
+        return self._size_rule or (self.family or SVD).size_rule
+
+    @size_rule.setter
+    def size_rule(self, rule: SizeRule) -> None:
+        self._size_rule = rule
 
     def _check_family_settings(self) -> None:
         """Refuse settings the family does not have, once the family is known (at construction, or for a
@@ -453,6 +466,8 @@ class LocalEngine(Engine):
         cancel: CancelCheck | None = None,
     ) -> Video:
         """Make the video; see the README's "The local engine" for what each number means."""
+        if self.family is not None:
+            _check_request(self.family, request)  # before minutes of loading, where the family is known
         if not self.loaded:
             if progress is not None:
                 progress(None, f"loading model {self.model}")  # the first run may download or read gigabytes
@@ -464,9 +479,7 @@ class LocalEngine(Engine):
     def _run(self, request: VideoRequest, progress: ProgressCallback | None, cancel: CancelCheck | None) -> Video:
         """One generation; the caller holds the run lock."""
         family = self.family or SVD
-        check_family_fields(family, request.given())
-        if request.frames is not None:
-            family.check_frames(request.frames)
+        _check_request(family, request)
         if self._pipe is not None:
             return self._run_family(family, request, progress, cancel)
         return self._run_svd(request, progress, cancel)

@@ -39,7 +39,7 @@ from ...config import (
 )
 from ...fitting import PROTOCOL_SIZES, FixedSizes
 from ...redact import MASK, install_log_filter, redact, register_secret
-from ...request import VideoRequest
+from ...request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, TEXT_FIELDS, VideoRequest
 from ...video import Video
 from ..base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from . import _wait
@@ -233,13 +233,25 @@ class RemoteEngine(Engine):
     def form_fields(self, request: VideoRequest) -> dict[str, str]:
         """The form fields sent with the image: the protocol's three, plus (to an img2vid server only)
         the local-engine options the caller set."""
+        cfg_scale = request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG_SCALE
+        motion_bucket_id = request.motion_bucket_id if request.motion_bucket_id is not None else DEFAULT_MOTION_BUCKET_ID
         fields = {
             "seed": _number(request.seed),
-            "cfg_scale": _number(request.cfg_scale),
-            "motion_bucket_id": _number(request.motion_bucket_id),
+            "cfg_scale": _number(cfg_scale),
+            "motion_bucket_id": _number(motion_bucket_id),
         }
+        texts = {name: getattr(request, name) for name in TEXT_FIELDS if getattr(request, name) is not None}
+        if self.is_stability and texts:
+            name = next(iter(texts))
+            raise errors.InvalidInputError(
+                f"{name}: Stability's image-to-video service runs Stable Video Diffusion, which takes no text prompt",
+                field=name,
+                value=texts[name],
+                allowed="no prompt for Stability's service",
+            )
         if not self.is_stability:
             fields.update({name: _number(value) for name, value in request.engine_options().items()})
+            fields.update(texts)
         return fields
 
     # ------------------------------------------------------------------ the job
