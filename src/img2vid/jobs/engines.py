@@ -11,7 +11,7 @@ import importlib
 import os
 
 from ..engines.base import Engine
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ModelError
 from .embedded import EngineFactory
 from .settings import ServerSettings
 
@@ -40,6 +40,14 @@ def engine_factory_for(settings: ServerSettings) -> EngineFactory:
             engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
         else:
             engine = LocalEngine(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
+        family = getattr(engine, "family", None)
+        if family is not None and family.kind != "svd":
+            # The protocol's form has no prompt or model field yet, and fills SVD's motion bucket: every job
+            # would be refused. Say so at start rather than fail each job.
+            raise ModelError(
+                f"{model} is a {family.title} model; img2vid serve and img2vid worker run Stable Video Diffusion "
+                "models for now (Wan and LTX-Video run from img2vid generate, the library and the ComfyUI node)"
+            )
         if str(engine.device).startswith("cpu"):
             _leave_a_core_for_requests(settings.engine_threads)
         return engine
