@@ -241,7 +241,7 @@ def test_the_form_states_every_range_the_caps_and_the_image_rules(tmp_path: Path
     for words in ("PNG", "JPEG", "WebP", "1024x576, 576x1024 or 768x768", "10 MiB"):
         assert words in image
     assert "A field sent empty means its default" in form["description"]
-    assert _form(_document(tmp_path, max_frames=500))["properties"]["frames"]["maximum"] == 128  # min(range, cap)
+    assert _form(_document(tmp_path, max_frames=500))["properties"]["frames"]["maximum"] == 257  # min(range, cap)
     assert _form(_document(tmp_path, max_steps=7), V2ALPHA)["properties"]["steps"]["maximum"] == 7
 
 

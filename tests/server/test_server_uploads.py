@@ -141,7 +141,7 @@ def test_other_sizes_are_accepted_when_the_operator_enables_them(tmp_path: Path)
         ("motion_bucket_id", "0", "1 to 255"),
         ("motion_bucket_id", "256", "1 to 255"),
         ("motion_bucket_id", "12.5", "1 to 255"),
-        ("frames", "0", "1 to 128"),
+        ("frames", "0", "1 to 257"),
         ("steps", "201", "1 to 200"),
         ("fps", "61", "1 to 60"),
         ("noise_aug_strength", "1.5", "0.0 to 1.0"),

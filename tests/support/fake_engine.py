@@ -18,7 +18,7 @@ import numpy as np
 
 from img2vid.engines.base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from img2vid.fitting import MultipleOf
-from img2vid.request import VideoRequest
+from img2vid.request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
 from img2vid.video import Video
 
 
@@ -28,7 +28,9 @@ def expected_frames(request: VideoRequest, frames: int = 2) -> np.ndarray:
     image = request.image.astype(np.float64)
     height, width = (image.shape[0] // 32) * 2, (image.shape[1] // 32) * 2
     thumb = image[: height * 16, : width * 16].reshape(height, 16, width, 16, 3).mean(axis=(1, 3))
-    shift = (request.seed * 7 + int(request.motion_bucket_id) * 3 + int(round(request.cfg_scale * 10))) % 100
+    motion = request.motion_bucket_id if request.motion_bucket_id is not None else DEFAULT_MOTION_BUCKET_ID
+    cfg = request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG_SCALE
+    shift = (request.seed * 7 + int(motion) * 3 + int(round(cfg * 10))) % 100
     out = np.stack([thumb * 0.5 + shift + 20 * index for index in range(frames)])
     return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
 
