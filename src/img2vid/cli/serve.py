@@ -21,9 +21,11 @@ __all__ = ["serve", "check_services"]
 
 
 def check_services(settings: "ServerSettings") -> None:
-    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job)."""
+    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job).
+    The line names the URL and the driver's reason, both masked by :func:`img2vid.redact.redact`."""
     from ..errors import ServiceError
     from ..jobs.celery_app import make_celery, masked
+    from ..redact import redact
 
     settings.open_store().close()
     if settings.broker_url:
@@ -32,8 +34,10 @@ def check_services(settings: "ServerSettings") -> None:
             with app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
         except Exception as error:  # noqa: BLE001 - kombu raises many kinds; all mean "unreachable"
+            reason = (str(error).strip().splitlines() or [""])[0]
             raise ServiceError(
-                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): {type(error).__name__}"
+                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): "
+                + redact(f"{type(error).__name__}: {reason}" if reason else type(error).__name__)
             ) from None
 
 
@@ -69,6 +73,9 @@ def serve(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Serve Stability's image-to-video protocol from this machine."""
+    from ..redact import install_process_redaction
+
+    install_process_redaction()  # uvicorn's, Celery's and SQLAlchemy's log lines are masked too
     try:
         import uvicorn
 
