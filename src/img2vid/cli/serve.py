@@ -97,10 +97,10 @@ def serve(
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
+        _log_img2vid(log_level)
         if settings.dispatch == "embedded":
             # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
             # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
-            _log_engine_progress()
             engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
             app = create_app(settings, engine_factory=lambda: next(engines))
         else:
@@ -113,13 +113,18 @@ def serve(
         raise typer.Exit(report_error(error, debug=debug)) from None
 
 
-def _log_engine_progress() -> None:
-    """The local engine's loading and compiling messages on stderr (uvicorn configures only its own logs)."""
+def _log_img2vid(level: str) -> None:
+    """img2vid's own log lines on stderr at uvicorn's ``level`` (uvicorn configures only its own loggers;
+    without this, INFO lines such as a client hanging up mid-upload went nowhere and WARNING lines reached
+    stderr unformatted). The local engine's loading and compiling progress shows at INFO whatever the level."""
     import logging
 
-    logger = logging.getLogger("img2vid.engines")
+    logger = logging.getLogger("img2vid")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    numeric = logging.getLevelName(level.upper())
+    logger.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    engines = logging.getLogger("img2vid.engines")
+    engines.setLevel(min(engines.getEffectiveLevel(), logging.INFO))

@@ -152,10 +152,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.img2vid = state
-    install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(info_router)
-    app.include_router(operations_router)
+    routers = (router, info_router, operations_router)
+    install_error_handlers(app, routers)
+    for included in routers:
+        app.include_router(included)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_openapi(app, settings)
     return app
