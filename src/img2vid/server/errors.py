@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,7 +66,9 @@ def allowed_methods(routers: Iterable[APIRouter], path: str) -> list[str]:
     return sorted(found)
 
 
-def _http_error_handler(routers: tuple[APIRouter, ...]):  # noqa: ANN202 - Starlette's handler signature
+def _http_error_handler(routers: tuple[APIRouter, ...]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The handler of Starlette's HTTP errors, which knows ``routers`` for a 405's ``Allow``."""
+
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
