@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from support.fake_protocol import FakeProtocolServer
+from support.require_services import pytest_runtest_makereport  # noqa: F401 - a hook: CI's rule on skips
 
 
 def _has_cuda() -> bool:

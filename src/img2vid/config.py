@@ -8,12 +8,12 @@ them, and the error for a missing key names every place a key can come from with
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInputError
+from .redact import mask_url_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,13 +64,9 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise InvalidInputError(f"config file {path} cannot be read: {exc}", field="config") from exc
 
 
-#: ``scheme://user:password@host``: the password part of a URL.
-_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)[^@/\s]+@")
-
-
 def mask_url_password(text: str) -> str:
-    """``text`` with the password of every ``user:password@host`` URL in it shown as ``********``."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "********@", text)
+    """``text`` with every URL's password shown as ``********``: the one rule of :mod:`img2vid.redact`."""
+    return mask_url_credentials(text)
 
 
 def is_stability_url(base_url: str) -> bool:

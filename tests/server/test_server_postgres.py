@@ -1,10 +1,9 @@
-"""The job store and the protocol routes on PostgreSQL (a shared store's database), in a throwaway
-database on the local PostgreSQL service. Skipped where there is no such service or no driver."""
+"""The job store and the protocol routes on PostgreSQL (a shared store's database): a PostgreSQL server of
+this module's own, started on a free port from the binaries on the machine (tests/support/services.py), and
+a fresh database on it per test."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,33 +13,24 @@ from fastapi.testclient import TestClient
 from img2vid.jobs.store import JobStore
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
+from support.cluster import new_database
 from support.fake_engine import FakeEngine
 from support.server_harness import submit, wait_result
+from support.services import PostgresServer
 
 pytestmark = pytest.mark.services
 
-ADMIN_URL = os.environ.get("IMG2VID_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    pytest.importorskip("psycopg")
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    pytest.importorskip("psycopg")
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"img2vid_test_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - no service here: skip, as the marker says
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {type(error).__name__}")
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return new_database(postgres_server)
 
 
 def test_the_store_claims_each_job_once_and_recovers_running_ones(postgres_url: str) -> None:

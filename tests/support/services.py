@@ -52,12 +52,14 @@ def _binary(name: str, *folders: str) -> str:
 
 
 class RedisServer:
-    """``redis-server`` with no persistence: a restart loses every message, as a crashed broker does."""
+    """``redis-server`` with no persistence: a restart loses every message, as a crashed broker does.
+    ``password`` sets ``requirepass`` (its clients then need ``redis://:password@host``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, password: str | None = None) -> None:
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="img2vid-redis-"))
         self.binary = _binary("redis-server")
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,7 +68,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+            + (["--requirepass", self.password] if self.password else []),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

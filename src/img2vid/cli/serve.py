@@ -21,9 +21,11 @@ __all__ = ["serve", "check_services"]
 
 
 def check_services(settings: "ServerSettings") -> None:
-    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job)."""
+    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job).
+    The line names the URL and the driver's reason, both masked by :func:`img2vid.redact.redact`."""
     from ..errors import ServiceError
     from ..jobs.celery_app import make_celery, masked
+    from ..redact import redact
 
     settings.open_store().close()
     if settings.broker_url:
@@ -32,8 +34,10 @@ def check_services(settings: "ServerSettings") -> None:
             with app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
         except Exception as error:  # noqa: BLE001 - kombu raises many kinds; all mean "unreachable"
+            reason = (str(error).strip().splitlines() or [""])[0]
             raise ServiceError(
-                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): {type(error).__name__}"
+                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): "
+                + redact(f"{type(error).__name__}: {reason}" if reason else type(error).__name__)
             ) from None
 
 
@@ -69,6 +73,9 @@ def serve(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Serve Stability's image-to-video protocol from this machine."""
+    from ..redact import install_process_redaction
+
+    install_process_redaction()  # uvicorn's, Celery's and SQLAlchemy's log lines are masked too
     try:
         import uvicorn
 
@@ -90,10 +97,10 @@ def serve(
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
+        _log_img2vid(log_level)
         if settings.dispatch == "embedded":
             # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
             # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
-            _log_engine_progress()
             engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
             app = create_app(settings, engine_factory=lambda: next(engines))
         else:
@@ -106,13 +113,18 @@ def serve(
         raise typer.Exit(report_error(error, debug=debug)) from None
 
 
-def _log_engine_progress() -> None:
-    """The local engine's loading and compiling messages on stderr (uvicorn configures only its own logs)."""
+def _log_img2vid(level: str) -> None:
+    """img2vid's own log lines on stderr at uvicorn's ``level`` (uvicorn configures only its own loggers;
+    without this, INFO lines such as a client hanging up mid-upload went nowhere and WARNING lines reached
+    stderr unformatted). The local engine's loading and compiling progress shows at INFO whatever the level."""
     import logging
 
-    logger = logging.getLogger("img2vid.engines")
+    logger = logging.getLogger("img2vid")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    numeric = logging.getLevelName(level.upper())
+    logger.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    engines = logging.getLogger("img2vid.engines")
+    engines.setLevel(min(engines.getEffectiveLevel(), logging.INFO))

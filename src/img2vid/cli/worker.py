@@ -38,8 +38,10 @@ def worker(
 
         from ..jobs.settings import load_settings
         from ..jobs.worker import Worker
+        from ..redact import install_process_redaction
         from .serve import check_services
 
+        install_process_redaction()  # Celery's and kombu's log lines are masked too, whoever logs them
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = load_settings(model=model, device=device, dtype=dtype, speed=speed, memory=memory, dispatch="celery")
         if not settings.database_url:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import mask_url_password
+from ..redact import mask_url_credentials
 
 __all__ = ["TASK_NAME", "QUEUE", "make_celery", "masked"]
 
@@ -23,8 +23,8 @@ QUEUE = "img2vid"
 
 
 def masked(url: str) -> str:
-    """The broker URL as it may be shown: its password replaced."""
-    return mask_url_password(url)
+    """The broker URL as it may be shown: its password (user part or query) replaced, by the one rule."""
+    return mask_url_credentials(url)
 
 
 def make_celery(broker_url: str, *, job_timeout: float, connect_timeout: float = 2.0) -> Any:

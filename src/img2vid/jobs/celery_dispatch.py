@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from .celery_app import QUEUE, TASK_NAME, make_celery
+from .health import PROBE_TIMEOUT, Probe
 from .reconciler import Reconciler
 from .runner import RunOptions
 from .store import QUEUED, JobStore
@@ -43,7 +44,9 @@ class CeleryDispatcher:
         self.app = app or make_celery(broker_url, job_timeout=self.options.job_timeout)
         self._outbox: queue.Queue[str | None] = queue.Queue()
         self._publisher: threading.Thread | None = None
-        self._broker_ok: bool | None = None
+        #: What /healthz reports: a round trip of its own, bounded and cached for half a second, never the
+        #: reconciler's last pass (which may be seconds old, or stuck in the broker's connect retries).
+        self.broker_probe = Probe("broker", self.ping_broker)
         self.reconciler = Reconciler(
             store,
             interval=reconcile_interval,
@@ -94,15 +97,21 @@ class CeleryDispatcher:
             except ChannelError:
                 return 0
 
+    def ping_broker(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """One round trip to the broker on a connection of its own, with no retries and every socket wait
+        bounded by ``timeout``; raises when the broker does not answer. (A missing queue is an answer.)"""
+        from kombu.exceptions import ChannelError
+
+        options = {"max_retries": 0, "socket_connect_timeout": timeout, "socket_timeout": timeout}
+        with self.app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
+            try:
+                connection.default_channel.queue_declare(queue=QUEUE, passive=True)
+            except ChannelError:
+                pass
+
     def top_up(self) -> int:
-        """Publish a doorbell for each queued job the broker holds none for; returns how many. Also records
-        whether the broker answered, which is what ``/healthz`` reports."""
-        try:
-            waiting = self.waiting_messages()
-        except Exception:
-            self._broker_ok = False
-            raise
-        self._broker_ok = True
+        """Publish a doorbell for each queued job the broker holds none for; returns how many."""
+        waiting = self.waiting_messages()
         deficit = self.store.counts()[QUEUED] - waiting - self._outbox.qsize()
         if deficit <= 0:
             return 0
@@ -113,12 +122,5 @@ class CeleryDispatcher:
         return len(ids)
 
     def health(self) -> dict[str, bool]:
-        """The broker as the reconciler last found it (every few seconds), so a health check never waits
-        on a broker that does not answer; the first check, before any pass, asks it directly."""
-        if self._broker_ok is None:
-            try:
-                self.waiting_messages()
-                self._broker_ok = True
-            except Exception:  # noqa: BLE001 - any failure means "not reachable now"
-                self._broker_ok = False
-        return {"broker": self._broker_ok}
+        """Whether the broker answers now: at most half a second old, and never more than a second's wait."""
+        return {"broker": self.broker_probe.read().ok}

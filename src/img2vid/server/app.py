@@ -22,8 +22,10 @@ from ..engines.base import Engine
 from ..errors import InvalidInputError
 from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
 from ..jobs.engines import engine_factory_for
+from ..jobs.health import Probe
 from ..jobs.runner import RunOptions
 from ..jobs.settings import ServerSettings, load_settings
+from ..jobs.store import QUEUED
 from .deps import ServerState
 from .errors import install_error_handlers
 from .info import router as info_router
@@ -115,6 +117,7 @@ def _build_state(
         dispatcher=dispatcher,
         metrics=metrics,
         statuses=statuses,
+        store_probe=Probe("store", lambda: store.counts()[QUEUED]),
     )
 
 
@@ -149,10 +152,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.img2vid = state
-    install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(info_router)
-    app.include_router(operations_router)
+    routers = (router, info_router, operations_router)
+    install_error_handlers(app, routers)
+    for included in routers:
+        app.include_router(included)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_openapi(app, settings)
     return app

@@ -16,6 +16,7 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ..jobs.embedded import Dispatcher
+from ..jobs.health import Probe
 from ..jobs.settings import ServerSettings
 from ..jobs.store import JobStore
 from .keys import KeyChecker
@@ -37,6 +38,8 @@ class ServerState:
     dispatcher: Dispatcher
     metrics: ServerMetrics
     statuses: StatusCache
+    #: ``/healthz``'s check of the store: bounded and briefly cached (its value: the queued jobs).
+    store_probe: Probe
 
 
 async def get_state(request: Request) -> ServerState:

@@ -2,23 +2,27 @@
 
 Every refusal the server makes goes through :func:`error_response`, so a client always reads one body
 shape. An unexpected exception becomes a 500 whose body carries only an error id; the traceback goes to
-the log under that id. This module must never put a request's headers (and so an API key) into a body
-or a log line.
+the log under that id. A client that goes away before its request was read whole is not the server's
+error: one INFO line, no traceback. A 405's ``Allow`` lists every method the path serves, across routes
+(a result path serves GET and DELETE from two routes; the router alone would name only the first). This
+module must never put a request's headers (and so an API key) into a body or a log line.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable, Iterable
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import Img2VidError, error_for_status
 
-__all__ = ["error_body", "error_response", "install_error_handlers"]
+__all__ = ["error_body", "error_response", "install_error_handlers", "allowed_methods"]
 
 log = logging.getLogger("img2vid.server")
 
@@ -50,16 +54,48 @@ async def _on_img2vid_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-    if exc.status_code == 404:
-        detail = "not found"
-    return JSONResponse(
-        error_body(_http_error_name(exc.status_code), [detail]),
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+def allowed_methods(routers: Iterable[APIRouter], path: str) -> list[str]:
+    """Every method some route of ``routers`` serves at ``path``, sorted: what a 405's ``Allow`` must list.
+    Read from img2vid's own routers, not the app's, whose layout FastAPI changes between versions."""
+    found: set[str] = set()
+    for router in routers:
+        for route in router.routes:
+            pattern, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+            if pattern is not None and methods and pattern.match(path):
+                found.update(methods)
+    return sorted(found)
+
+
+def _http_error_handler(routers: tuple[APIRouter, ...]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The handler of Starlette's HTTP errors, which knows ``routers`` for a 405's ``Allow``."""
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404:
+            detail = "not found"
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            methods = allowed_methods(routers, request.scope.get("path", request.url.path))
+            if methods:
+                headers = {name: value for name, value in headers.items() if name.lower() != "allow"}
+                headers["allow"] = ", ".join(methods)
+        return JSONResponse(
+            error_body(_http_error_name(exc.status_code), [detail]),
+            status_code=exc.status_code,
+            headers=headers or None,
+        )
+
+    return on_http_error
+
+
+async def _on_client_disconnect(request: Request, _exc: Exception) -> Response:
+    log.info(
+        "%s %s: the client disconnected before its request was read whole; nothing was recorded",
+        request.method,
+        request.url.path,
     )
+    return Response(status_code=400)  # never sent: nobody is left to read it
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -77,8 +113,10 @@ async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, routers: Iterable[APIRouter] = ()) -> None:
+    """Map every error to the protocol's body; ``routers`` are the app's own, for a 405's ``Allow``."""
     app.add_exception_handler(Img2VidError, _on_img2vid_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler(tuple(routers)))
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
