@@ -327,7 +327,7 @@ def check_family_fields(family: Family, given: Mapping[str, object]) -> None:
         else:
             why = f"{name} is a Stable Video Diffusion setting that {family.title} does not have"
         raise InvalidInputError(
-            f"{name}: {why}; {family.title} takes {', '.join(family.fields)}",
+            f"{name}: {why}; its fields are {', '.join(family.fields)}",
             field=name,
             value=value,
             allowed=f"not set for {family.title}",

@@ -33,6 +33,18 @@ __all__ = ["LoRA", "FamilyParams", "FamilyRun", "read_model_index", "load_pipeli
 
 log = logging.getLogger("img2vid.engines.local")
 
+
+class _QuietTorchvisionFallback(logging.Filter):
+    """transformers warns that CLIP's image processor "requires torchvision" whenever Wan 2.1's pipeline is
+    imported without it, then uses its PIL twin. img2vid never installs torchvision on purpose, and the
+    PIL processor is the one it wants: the notice would only alarm a user, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_QuietTorchvisionFallback())
+
 #: ``fast``: a step reuses the previous step's output of the later blocks while the first block's output
 #: changes by less than this (relative L1); diffusers' recommended starting point for Wan and LTX.
 FIRST_BLOCK_CACHE_THRESHOLD = 0.05

@@ -70,7 +70,7 @@ def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None 
     return _seeded(lambda: WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
         out_channels=out_channels, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=1024, image_dim=image_dim,
     ))
 
 
@@ -190,6 +190,11 @@ def build_random_pipeline(family: Family, device: str | torch.device, dtype: tor
                 extra = {"transformer_2": WanTransformer3DModel(**configs["transformer"]).eval(), "boundary_ratio": configs["boundary_ratio"]}
             if configs.get("expand_timesteps"):
                 extra["expand_timesteps"] = True
+            if "image_encoder" in configs:  # Wan 2.1 I2V: CLIP ViT-H/14's image tokens condition every block
+                from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+                extra["image_encoder"] = CLIPVisionModelWithProjection(CLIPVisionConfig(**configs["image_encoder"])).eval()
+                extra["image_processor"] = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
             return WanImageToVideoPipeline(
                 transformer=WanTransformer3DModel(**configs["transformer"]).eval(),
                 vae=AutoencoderKLWan(**configs["vae"]).eval(),
