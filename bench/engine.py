@@ -20,8 +20,23 @@ for ``fast`` all of ``compiled``'s blocks), which their notes say.
 Smoke form (``--smoke``, CPU): the tiny random model at a small size, to check the benchmark itself;
 its timings say nothing about GPU speed.
 
+Text-conditioned families (``--family wan2.2-ti2v-5b``, ``--family ltx-video``; ``--family all`` runs SVD
+and both; any family key of ``img2vid.families`` is accepted): the family's full-size architecture with
+random weights (``tiny_families.build_random_pipeline``, bf16), at its native size and default frame count
+(Wan 2.2 TI2V-5B 1280x704, LTX-Video 704x480, 121 frames each), its default steps (``--steps`` overrides:
+seconds per step do not depend on the count) and guidance scale, one prompt and the family's negative
+prompt. The contenders: ``diffusers-bf16``, the very pipeline class (``WanImageToVideoPipeline``,
+``LTXImageToVideoPipeline``) called directly, then LocalEngine around a freshly built pipeline
+(``LocalEngine.from_pipeline``) in each speed and memory mode, as for SVD. A family's cold start is the
+build, the engine's placement and a 2-step warm-up clip at the benchmark's size (the families compile on
+their first job, at its shape, so that run is where the compiled modes compile); its warm start is the
+same for a fresh process with the compile cache filled. The smoke form runs the tiny pipeline of the
+family (64x64, 9 frames, 2 steps).
+
     python bench/engine.py                       # full form, on a GPU: bench/results/gpu-<gpu name>.json
     python bench/engine.py --smoke --modes eager,fp8
+    python bench/engine.py --family ltx-video --steps 10   # bench/results/gpu-<gpu name>-ltx-video.json
+    python bench/engine.py --smoke --family wan2.2-ti2v-5b # bench/results/cpu-smoke-wan2.2-ti2v-5b.json
 
 Writes the JSON results (``--out``) and a Markdown table beside it (same name, ``.md``), and prints the table.
 """
@@ -40,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +89,29 @@ class Setup:
 
 FULL = Setup(width=1024, height=576, frames=25, steps=25)
 SMOKE = Setup(width=192, height=128, frames=2, steps=3)
+
+#: A text-conditioned family's reference: its diffusers pipeline called directly, in the dtype it was built in.
+FAMILY_REFERENCE = "diffusers-bf16"
+#: The text-conditioned families' contenders, in this order by default (``low`` before the compiled modes).
+FAMILY_MODES = (FAMILY_REFERENCE, "eager", "low", "compiled", "fast", "fp8")
+#: ``--modes`` may name the reference by any of these, so one list serves SVD and the families.
+REFERENCE_NAMES = ("diffusers", "diffusers-fp16", "diffusers-bf16")
+#: What ``--family all`` runs (the larger families do not fit a benchmark run's time; name them to run them).
+ALL_FAMILIES = ("svd", "wan2.2-ti2v-5b", "ltx-video")
+#: The prompt of every family run: words the tiny tokenizer knows, so that the smoke form encodes them too.
+PROMPT = "a cat walks slowly in the rain, the camera pans"
+#: The smoke form's size for the families: (width, height, frames, steps).
+FAMILY_SMOKE = (64, 64, 9, 2)
+
+
+@dataclass(frozen=True)
+class FamilySetup(Setup):
+    """What one run of a text-conditioned family generates: a Setup plus the prompt and frame rate."""
+
+    family: str = ""
+    fps: int = 24
+    prompt: str = PROMPT
+    negative_prompt: str | None = None
 
 
 @dataclass
@@ -147,6 +185,13 @@ def engine_options(mode: str) -> dict[str, Any]:
     return {"speed": mode}
 
 
+def uint8_frames(out: Any) -> np.ndarray:
+    """diffusers' ``output_type="np"`` frames (floats in [0, 1]) as uint8, the way the engine returns them
+    (random weights in bf16 may overflow: NaN becomes black rather than an undefined cast)."""
+    frames = np.nan_to_num(np.asarray(out, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 class Bench:
     """One benchmark run: the setup, the device and how to build a fresh model."""
 
@@ -157,6 +202,8 @@ class Bench:
         self.setup, self.device, self.make, self.repeats = setup, device, make, repeats
         self.cuda = device.startswith("cuda")
         self.sync: Callable[[], None] = torch.cuda.synchronize if self.cuda else (lambda: None)
+        #: Extra arguments of a warm-start probe (the family, a ``--steps`` override), so it builds the same run.
+        self.probe_args: list[str] = []
 
     def _peak_reset(self) -> None:
         if self.cuda:
@@ -264,7 +311,7 @@ class Bench:
         The child gets an empty inductor cache of its own, so only img2vid's artefact files can make it warm.
         """
         env = {**os.environ, **cache_env, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(prefix="inductor-warm-")}
-        command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode] + (["--smoke"] if smoke else [])
+        command = [sys.executable, str(Path(__file__).resolve()), "--probe", mode] + (["--smoke"] if smoke else []) + self.probe_args
         started = time.time()
         completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if completed.returncode != 0:
@@ -273,12 +320,124 @@ class Bench:
         return finished - started
 
 
-def probe(mode: str, smoke: bool) -> int:
+class FamilyBench(Bench):
+    """One benchmark run of a text-conditioned family (Wan, LTX-Video): the contenders get a fresh pipeline
+    each, from ``make``; the engine wraps it (``LocalEngine.from_pipeline``), the reference calls it."""
+
+    def __init__(self, setup: FamilySetup, device: str, make: Callable[[], Any], repeats: int, family: Any) -> None:
+        super().__init__(setup, device, make, repeats)
+        self.family_setup = setup
+        self.family = family
+
+    def request(self, steps: int | None = None) -> Any:
+        from img2vid import VideoRequest
+
+        s = self.family_setup
+        return VideoRequest(
+            image=image_for(s), prompt=s.prompt, negative_prompt=s.negative_prompt, seed=s.seed, cfg_scale=s.cfg_scale,
+            frames=s.frames, steps=steps or s.steps, fps=s.fps, fit="strict",
+        )
+
+    @staticmethod
+    def _flat_note(result: Result) -> None:
+        """Random weights could overflow to one flat colour; then equal frames would prove nothing."""
+        if result.frames is not None and result.frames.size and result.frames.min() == result.frames.max():
+            result.notes.append("its frames are one flat colour, so a PSNR against them says nothing")
+
+    def run_engine(self, mode: str, result: Result) -> None:
+        from img2vid.engines.local import LocalEngine
+
+        setup = self.family_setup
+        self._baseline_note(result)
+        started = time.perf_counter()
+        engine = LocalEngine.from_pipeline(self.make(), self.family, device=self.device, **engine_options(mode))
+        try:
+            engine.load()
+            request = self.request()
+            # The families compile on their first job, at its shape: this short run is where the compiled
+            # modes compile (and where every mode warms cuDNN and the allocator up), so it is cold start.
+            engine.generate(request.with_options(steps=2))
+            self.sync()
+            result.cold_start_s = time.perf_counter() - started
+            clock = Clock(self.sync)
+            runs = []
+            for _ in range(self.repeats):
+                self._peak_reset()
+                clock.start()
+                video = engine.generate(request)
+                clock.mark()
+                clip_s = clock.marks[-1] - clock.marks[0]
+                runs.append((clip_s, video.timings["denoise"] / setup.steps, video.timings["decode"], self._peak(), video))
+            clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+            result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
+            result.settings = dict(video.engine_settings)
+            result.frames = video.frames
+            self._flat_note(result)
+        finally:
+            engine.release()
+            del engine
+
+    def run_diffusers(self, result: Result) -> None:
+        from PIL import Image
+
+        torch, setup = self.torch, self.family_setup
+        self._baseline_note(result)
+        started = time.perf_counter()
+        pipe = self.make()
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        common: dict[str, Any] = dict(
+            image=Image.fromarray(image_for(setup)), prompt=setup.prompt, negative_prompt=setup.negative_prompt,
+            height=setup.height, width=setup.width, num_frames=setup.frames, guidance_scale=setup.cfg_scale, output_type="np",
+        )
+        if self.family.kind == "ltx":
+            common["frame_rate"] = setup.fps
+        pipe(num_inference_steps=2, generator=torch.Generator(self.device).manual_seed(setup.seed), **common)
+        self.sync()
+        result.cold_start_s = time.perf_counter() - started
+        clock = Clock(self.sync)
+
+        def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            clock.mark()
+            return tensors
+
+        runs = []
+        for _ in range(self.repeats):
+            self._peak_reset()
+            clock.start()
+            out = pipe(
+                num_inference_steps=setup.steps,
+                generator=torch.Generator(self.device).manual_seed(setup.seed),
+                callback_on_step_end=on_step_end,
+                **common,
+            ).frames[0]
+            clock.mark()
+            runs.append((*timings(clock, setup.steps), self._peak(), uint8_frames(out)))
+        clip_s, step_s, decode_s, peak, frames = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
+        dtype = str(pipe.transformer.dtype).removeprefix("torch.")
+        result.settings = {"dtype": dtype, "offload": False, "speed": "stock diffusers", "pipeline": type(pipe).__name__}
+        result.frames = frames
+        self._flat_note(result)
+        del pipe
+
+
+def probe(mode: str, smoke: bool, family: str = "svd", steps: int | None = None) -> int:
     """Child process of a warm-start measurement: build, load (from the compile cache), make one clip."""
     from img2vid import VideoRequest
     from img2vid.engines.local import LocalEngine
 
+    if family != "svd":
+        setup, device, make, _, tiny_or_full = _family_platform(family, smoke, steps)
+        bench = FamilyBench(setup, device, make, 1, tiny_or_full)
+        engine = LocalEngine.from_pipeline(make(), tiny_or_full, device=device, **engine_options(mode))
+        engine.load()
+        engine.generate(bench.request())
+        print(json.dumps({"first_clip_done_at": time.time()}))
+        return 0
     setup, device, make = _platform(smoke)[:3]
+    if steps:
+        setup = replace(setup, steps=steps)
     engine = LocalEngine.from_components(make(), device=device, warm_up=(setup.width, setup.height), **engine_options(mode))
     engine.load()
     engine.generate(
@@ -298,6 +457,33 @@ def _platform(smoke: bool) -> tuple[Setup, str, Callable[[], Any], str]:
     return FULL, "cuda", lambda: build_random_svd_xt(device="cuda", dtype=torch.float16), torch.cuda.get_device_name(0)
 
 
+def family_setup(family: Any, smoke: bool, steps: int | None) -> FamilySetup:
+    """A family's run: its native size, default frames, steps and guidance (the smoke form's small size)."""
+    if smoke:
+        width, height, frames, default_steps = FAMILY_SMOKE
+    else:
+        (width, height), frames, default_steps = family.native_size, family.default_frames, family.default_steps
+    return FamilySetup(
+        width=width, height=height, frames=frames, steps=steps or default_steps, cfg_scale=family.default_cfg_scale,
+        family=family.key, fps=family.default_fps, negative_prompt=family.default_negative_prompt,
+    )
+
+
+def _family_platform(key: str, smoke: bool, steps: int | None) -> tuple[FamilySetup, str, Callable[[], Any], str, Any]:
+    """(setup, device, how to build a fresh pipeline, the device's name, the family the engine is told)."""
+    import torch
+
+    from img2vid.engines.local.tiny_families import TINY_FAMILY_NAMES, build_random_pipeline, build_tiny_pipeline
+    from img2vid.families import FAMILIES, TINY_PREFIX
+
+    family = FAMILIES[key]
+    setup = family_setup(family, smoke, steps)
+    if smoke:
+        tiny = TINY_FAMILY_NAMES[TINY_PREFIX + key]
+        return setup, "cpu", lambda: build_tiny_pipeline(tiny), f"CPU ({platform.processor() or platform.machine()})", tiny
+    return setup, "cuda", lambda: build_random_pipeline(family, "cuda", torch.bfloat16), torch.cuda.get_device_name(0), family
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
@@ -305,7 +491,7 @@ def slug(name: str) -> str:
 def finish(results: list[Result]) -> None:
     """Ratios against diffusers and PSNR against eager, for every measured contender."""
     by_mode = {r.mode: r for r in results if r.status == "ok"}
-    reference, eager = by_mode.get("diffusers-fp16"), by_mode.get("eager")
+    reference, eager = by_mode.get("diffusers-fp16") or by_mode.get(FAMILY_REFERENCE), by_mode.get("eager")
     fast, compiled = by_mode.get("fast"), by_mode.get("compiled")
     if fast is not None and compiled is not None and fast.frames is not None and compiled.frames is not None:
         value = psnr(fast.frames, compiled.frames)
@@ -367,21 +553,112 @@ def verdicts(results: list[Result]) -> list[str]:
     return out
 
 
+def _step_ratio(reference: Result | None, r: Result) -> float | None:
+    """diffusers' seconds per step over the contender's: the denoising speed-up, free of the decode."""
+    if reference is None or reference.step_s is None or not r.step_s or r.status != "ok":
+        return None
+    return reference.step_s / r.step_s
+
+
+def family_table(results: list[Result]) -> str:
+    """The SVD table with a column for the per-step ratio (at a few steps the decode weighs on the clip)."""
+    reference = next((r for r in results if r.mode == FAMILY_REFERENCE and r.status == "ok"), None)
+    lines = [
+        "| mode | status | s / clip | x diffusers | s / step | x diffusers per step | s decode | peak GiB | cold start s | "
+        "warm start s | PSNR vs eager dB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.mode} | {r.status} | {_f(r.clip_s, '.2f')} | {_f(r.speedup, '.2f')} | {_f(r.step_s, '.3f')} | "
+            f"{_f(_step_ratio(reference, r), '.2f')} | {_f(r.decode_s, '.2f')} | {_f(r.peak_gib, '.1f')} | "
+            f"{_f(r.cold_start_s, '.0f')} | {_f(r.warm_start_s, '.0f')} | {_f(r.psnr_vs_eager_db, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def family_verdicts(results: list[Result], setup: Setup, default_steps: int) -> list[str]:
+    """A family's figures against diffusers' pipeline in the same run (no targets are set for them yet),
+    and, when fewer steps were run than the family's default, the clip they add up to at the default."""
+    by_mode = {r.mode: r for r in results if r.status == "ok"}
+    reference = by_mode.get(FAMILY_REFERENCE)
+    out = []
+    for r in by_mode.values():
+        if r is reference or r.speedup is None:
+            continue
+        per_step = _step_ratio(reference, r)
+        out.append(
+            f"{r.mode}: {r.speedup:.2f}x diffusers' pipeline per clip"
+            + (f", {per_step:.2f}x per denoising step" if per_step is not None else "")
+        )
+    fast = by_mode.get("fast")
+    if fast is not None and fast.psnr_vs_compiled_db is not None:
+        out.append(f"fast against compiled on the same seed: PSNR {fast.psnr_vs_compiled_db:.1f} dB")
+    fp8 = by_mode.get("fp8")
+    if fp8 is not None and fp8.psnr_vs_eager_db is not None:
+        out.append(f"fp8 PSNR vs eager {fp8.psnr_vs_eager_db:.1f} dB")
+    low, eager = by_mode.get("low"), by_mode.get("eager")
+    if low is not None and low.peak_gib is not None:
+        versus = f" (eager: {eager.peak_gib:.1f} GiB)" if eager is not None and eager.peak_gib is not None else ""
+        out.append(f"low peak {low.peak_gib:.1f} GiB{versus}")
+    if setup.steps != default_steps:
+        for r in by_mode.values():
+            if r.clip_s is not None and r.step_s is not None:
+                estimate = r.clip_s + (default_steps - setup.steps) * r.step_s
+                out.append(f"{r.mode}: about {estimate:.0f} s per {default_steps}-step clip (from {setup.steps} measured steps)")
+    return out
+
+
+def _modes_for(key: str, names: list[str]) -> tuple[list[str], list[str]]:
+    """The modes a family runs (the reference under its own name) and the names it does not know."""
+    reference, known = ("diffusers-fp16", ALL_MODES) if key == "svd" else (FAMILY_REFERENCE, FAMILY_MODES)
+    modes = [reference if m in REFERENCE_NAMES else m for m in names]
+    return modes, [m for m in modes if m not in known]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the benchmark runs")
-    parser.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma-separated, from {', '.join(ALL_MODES)}")
+    parser.add_argument(
+        "--modes", default=None,
+        help=f"comma-separated, from {', '.join(ALL_MODES)} (a family's reference is {FAMILY_REFERENCE}; "
+        "'diffusers' names either); default all",
+    )
     parser.add_argument("--warm-start", default="compiled", help="modes whose warm start is measured in a fresh process ('' for none)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per contender; the median is reported")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/gpu-<gpu name>.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="results JSON (default bench/results/gpu-<gpu name>.json, gpu-<gpu name>-<family>.json for a family; "
+        "with several families, each but svd adds -<family> to this name)",
+    )
+    parser.add_argument(
+        "--family", default="svd",
+        help=f"svd (the default), a text-conditioned family ({', '.join(ALL_FAMILIES[1:])}, ...), a comma-separated "
+        f"list, or all ({', '.join(ALL_FAMILIES)})",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the family's own; SVD 25)")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    from img2vid.families import FAMILIES
+
+    names = [f.strip() for f in args.family.split(",") if f.strip()]
+    keys = list(ALL_FAMILIES) if names == ["all"] else names
+    unknown_families = [k for k in keys if k != "svd" and (k not in FAMILIES or FAMILIES[k].kind == "svd")]
+    if not keys or unknown_families:
+        choices = ["svd", "all"] + [k for k, f in FAMILIES.items() if f.kind != "svd"]
+        parser.error(f"unknown family {', '.join(unknown_families) or repr(args.family)}; choose from {', '.join(choices)}")
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be at least 1")
     if args.probe:
-        return probe(args.probe, args.smoke)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in ALL_MODES]
-    if unknown:
-        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODES)}")
+        return probe(args.probe, args.smoke, keys[0], args.steps)
+    plan: list[tuple[str, list[str]]] = []
+    for key in keys:
+        default = ALL_MODES if key == "svd" else FAMILY_MODES
+        modes, unknown = _modes_for(key, [m.strip() for m in (args.modes or ",".join(default)).split(",") if m.strip()])
+        if unknown:
+            parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(default)}")
+        plan.append((key, modes))
     warm = {m.strip() for m in args.warm_start.split(",") if m.strip()}
 
     import torch
@@ -389,8 +666,46 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke and not torch.cuda.is_available():
         print("the full benchmark needs a CUDA GPU; use --smoke to check it on a CPU", file=sys.stderr)
         return 2
-    setup, device, make, device_name = _platform(args.smoke)
-    out = args.out or RESULTS / ("cpu-smoke.json" if args.smoke else f"gpu-{slug(device_name)}.json")
+    for key, modes in plan:
+        out = args.out
+        if out is not None and len(plan) > 1 and key != "svd":
+            out = out.with_name(f"{out.stem}-{key}{out.suffix}")
+        if not run(key, modes, warm, args, argv, out):
+            break  # stopped (out of time): the next family would be stopped too
+    return 0
+
+
+def run(key: str, modes: list[str], warm: set[str], args: argparse.Namespace, argv: list[str] | None, out: Path | None) -> bool:
+    """Benchmark one family's modes, writing its results after each; False if it was stopped."""
+    import torch
+
+    if key == "svd":
+        setup, device, make, device_name = _platform(args.smoke)
+        if args.steps is not None:
+            setup = replace(setup, steps=args.steps)
+        bench = Bench(setup, device, make, args.repeats)
+        model = "tiny random model" if args.smoke else "full-size SVD-XT architecture, random weights"
+        out = out or RESULTS / ("cpu-smoke.json" if args.smoke else f"gpu-{slug(device_name)}.json")
+        title = device_name
+        render, judge = table, verdicts
+    else:
+        from img2vid.families import FAMILIES
+
+        family = FAMILIES[key]
+        setup, device, make, device_name, engine_family = _family_platform(key, args.smoke, args.steps)
+        bench = FamilyBench(setup, device, make, args.repeats, engine_family)
+        model = (
+            f"tiny random {family.title} pipeline" if args.smoke
+            else f"full-size {family.title} architecture (family_configs.FULL_SIZE), random weights, bfloat16"
+        )
+        out = out or RESULTS / (f"cpu-smoke-{key}.json" if args.smoke else f"gpu-{slug(device_name)}-{key}.json")
+        title = f"{family.title} on {device_name}"
+        render = family_table
+
+        def judge(results: list[Result]) -> list[str]:
+            return family_verdicts(results, setup, FAMILY_SMOKE[3] if args.smoke else family.default_steps)
+
+    bench.probe_args = ([] if key == "svd" else ["--family", key]) + ([] if args.steps is None else ["--steps", str(args.steps)])
 
     # A fresh, private compile cache: the first compiled mode starts truly cold, and nothing touches the
     # user's own cache. Children (warm-start probes) inherit the artefact folder.
@@ -399,7 +714,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(cache_env)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / "inductor")
 
-    bench = Bench(setup, device, make, args.repeats)
     results: list[Result] = []
     compiled_before = False
     import diffusers
@@ -415,30 +729,32 @@ def main(argv: list[str] | None = None) -> int:
             "cuda": torch.version.cuda,
             "diffusers": diffusers.__version__,
             "python": platform.python_version(),
-            "model": "tiny random model" if args.smoke else "full-size SVD-XT architecture, random weights",
+            "model": model,
             "setup": asdict(setup),
             "repeats": args.repeats,
             "results": [r.public() for r in results],
-            "verdicts": verdicts(results),
+            "verdicts": judge(results),
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
+        extra = "" if key == "svd" else f", {setup.fps} fps, prompt {setup.prompt!r}"
         summary = (
-            f"# Local engine benchmark: {device_name}\n\n`{report['command'].strip()}` on {report['written']}; torch "
+            f"# Local engine benchmark: {title}\n\n`{report['command'].strip()}` on {report['written']}; torch "
             f"{torch.__version__}, diffusers {diffusers.__version__}; {report['model']}; {setup.width}x{setup.height}, "
-            f"{setup.frames} frames, {setup.steps} steps, cfg {setup.cfg_scale}, seed {setup.seed}.\n\n{table(results)}\n\n"
+            f"{setup.frames} frames, {setup.steps} steps, cfg {setup.cfg_scale}, seed {setup.seed}{extra}.\n\n{render(results)}\n\n"
             + "".join(f"- {line}\n" for line in report["verdicts"])
             + "".join(f"- {r.mode}: {note}\n" for r in results for note in r.notes)
         )
         out.with_suffix(".md").write_text(summary)
         return summary
 
+    stopped = False
     for mode in modes:
         result = Result(mode=mode)
         results.append(result)
         print(f"[bench] {mode} ...", file=sys.stderr, flush=True)
         try:
-            if mode == "diffusers-fp16":
+            if mode.startswith("diffusers"):
                 bench.run_diffusers(result)
             else:
                 bench.run_engine(mode, result)
@@ -449,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                     result.warm_start_s = bench.warm_start(mode, cache_env, args.smoke)
         except KeyboardInterrupt:
             result.status = "stopped: out of time"
+            stopped = True
             write()
             break
         except Exception as error:  # noqa: BLE001 - one mode failing must not lose the others' figures
@@ -461,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {mode}: {result.status} {_f(result.clip_s, '.2f')} s/clip", file=sys.stderr, flush=True)
         write()
     print(write())
-    return 0
+    return not stopped
 
 
 if __name__ == "__main__":

@@ -83,3 +83,61 @@ def test_ratios_psnr_and_verdicts_come_from_the_same_run(bench: ModuleType) -> N
 def test_results_file_is_named_after_the_gpu(bench: ModuleType) -> None:
     assert bench.slug("NVIDIA H200") == "nvidia-h200"
     assert bench.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_family_smoke_benchmark_runs_the_pipeline_class_and_the_engine_on_the_tiny_model(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setenv("IMG2VID_COMPILE_CACHE", str(tmp_path / "cc"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    out = tmp_path / "smoke-wan.json"
+    argv = ["--smoke", "--family", "wan2.2-ti2v-5b", "--modes", "diffusers,eager,fp8", "--warm-start", "", "--out", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["setup"]["family"] == "wan2.2-ti2v-5b" and report["setup"]["prompt"] == bench.PROMPT
+    assert (report["setup"]["width"], report["setup"]["height"], report["setup"]["frames"], report["setup"]["steps"]) == bench.FAMILY_SMOKE
+    results = {r["mode"]: r for r in report["results"]}
+    assert list(results) == ["diffusers-bf16", "eager", "fp8"]  # "diffusers" names the family's reference
+    for mode in ("diffusers-bf16", "eager"):
+        assert results[mode]["status"] == "ok" and results[mode]["clip_s"] > 0 and results[mode]["step_s"] > 0
+        assert results[mode]["decode_s"] > 0 and results[mode]["cold_start_s"] > 0
+    assert results["diffusers-bf16"]["settings"]["pipeline"] == "WanImageToVideoPipeline"
+    assert results["eager"]["settings"]["speed"] == "eager" and results["eager"]["speedup"] > 0
+    # The same tiny weights, seed and fp32 arithmetic: the engine's frames are diffusers' within 1/255.
+    assert results["diffusers-bf16"]["psnr_vs_eager_db"] is None or results["diffusers-bf16"]["psnr_vs_eager_db"] > 40
+    if not torch.cuda.is_available():
+        assert results["fp8"]["status"].startswith("skipped:")
+    table = out.with_suffix(".md").read_text()
+    assert "Wan 2.2 TI2V-5B" in table and "| eager | ok |" in table and "x diffusers per step" in table
+    assert any(line.startswith("eager: ") and "x diffusers' pipeline per clip" in line for line in report["verdicts"])
+
+
+def test_family_options_name_the_runs_and_refuse_unknown_names(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench._modes_for("ltx-video", ["diffusers", "eager"]) == (["diffusers-bf16", "eager"], [])
+    assert bench._modes_for("svd", ["diffusers-bf16", "fast"]) == (["diffusers-fp16", "fast"], [])
+    assert bench._modes_for("wan2.2-ti2v-5b", ["turbo"])[1] == ["turbo"]
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--family", "wan9"])
+    assert "unknown family wan9" in capsys.readouterr().err
+    from img2vid.families import FAMILIES
+
+    wan = bench.family_setup(FAMILIES["wan2.2-ti2v-5b"], smoke=False, steps=None)
+    ltx = bench.family_setup(FAMILIES["ltx-video"], smoke=False, steps=8)
+    assert (wan.width, wan.height, wan.frames, wan.steps, wan.fps) == (1280, 704, 121, 50, 24)
+    assert (ltx.width, ltx.height, ltx.frames, ltx.steps, ltx.fps) == (704, 480, 121, 8, 25)
+
+
+def test_family_verdicts_give_per_step_ratios_and_the_clip_at_the_default_steps(bench: ModuleType) -> None:
+    setup = bench.FamilySetup(width=704, height=480, frames=121, steps=10, family="ltx-video")
+    reference = bench.Result(mode="diffusers-bf16", clip_s=30.0, step_s=2.0, decode_s=8.0, peak_gib=20.0)
+    eager = bench.Result(mode="eager", clip_s=25.0, step_s=1.6, decode_s=7.0, peak_gib=18.0)
+    low = bench.Result(mode="low", clip_s=60.0, step_s=4.0, decode_s=10.0, peak_gib=6.5)
+    results = [reference, eager, low]
+    bench.finish(results)
+    lines = bench.family_verdicts(results, setup, default_steps=50)
+    assert "eager: 1.20x diffusers' pipeline per clip, 1.25x per denoising step" in lines
+    assert "low peak 6.5 GiB (eager: 18.0 GiB)" in lines
+    assert "eager: about 89 s per 50-step clip (from 10 measured steps)" in lines  # 25 + 40 x 1.6
+    assert "| eager | ok | 25.00 | 1.20 | 1.600 | 1.25 |" in bench.family_table(results)
