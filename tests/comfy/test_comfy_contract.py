@@ -11,6 +11,7 @@ from pathlib import Path
 
 import img2vid
 from img2vid.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from img2vid.comfy import nodes as nodes_module
 from img2vid.comfy.legacy import SaltAIStableVideoDiffusion
 from img2vid.comfy.nodes import Img2VidImageToVideo
 
@@ -105,6 +106,8 @@ def test_example_workflows_use_the_nodes_as_declared():
     for name, node_type in (
         ("saltai_stable_video_diffusion.json", "SaltAIStableVideoDiffusion"),
         ("img2vid_image_to_video.json", "Img2VidImageToVideo"),
+        ("img2vid_wan.json", "Img2VidImageToVideo"),
+        ("img2vid_ltx_video.json", "Img2VidImageToVideo"),
     ):
         workflow = _example(name)
         nodes = [n for n in workflow["nodes"] if n["type"] == node_type]
@@ -125,12 +128,29 @@ def test_example_workflows_use_the_nodes_as_declared():
         for widget in widgets:
             values[widget] = node["widgets_values"][position]
             position += 2 if widget == "seed" else 1
-        for widget, spec in declared["required"].items():
-            if isinstance(spec[0], list):  # a saved choice ComfyUI would refuse is a broken example
-                assert values[widget] in spec[0], (name, widget)
+        for section in ("required", "optional"):
+            for widget, spec in declared.get(section, {}).items():
+                if isinstance(spec[0], list):  # a saved choice ComfyUI would refuse is a broken example
+                    assert values[widget] in spec[0], (name, widget)
         text = json.dumps(workflow)
         assert "sk-" not in text and "api_key\": \"" not in text
         link_ids = {link[0] for link in workflow["links"]}
         for other in workflow["nodes"]:
             for slot in other.get("inputs", []):
                 assert slot.get("link") is None or slot["link"] in link_ids
+
+
+def test_the_family_examples_use_short_names_a_prompt_and_the_models_defaults():
+    from img2vid.families import FAMILIES
+
+    declared = Img2VidImageToVideo.INPUT_TYPES()
+    widgets = [n for section in ("required", "optional") for n, spec in declared[section].items() if spec[0] != "IMAGE"]
+    for name, model in (("img2vid_wan.json", "wan2.2-ti2v-5b"), ("img2vid_ltx_video.json", "ltx-video")):
+        (node,) = [n for n in _example(name)["nodes"] if n["type"] == "Img2VidImageToVideo"]
+        saved = node["widgets_values"]
+        values = dict(zip(widgets, saved[: widgets.index("seed") + 1] + saved[widgets.index("seed") + 2 :]))
+        assert values["model"] == model and model in FAMILIES, name
+        assert values["prompt"].strip() and values["negative_prompt"] == "", name  # the model's own negative prompt
+        assert values["cfg_scale"] == 0 and values["frames"] == values["steps"] == values["fps"] == 0, name
+        for svd_only, default in nodes_module.SVD_WIDGET_DEFAULTS.items():  # nothing a Wan/LTX model refuses
+            assert values[svd_only] == default, (name, svd_only)

@@ -39,9 +39,9 @@ def test_remote_with_no_server_uses_the_configured_one(chosen, monkeypatch):
 
 
 def test_remote_with_a_server_or_stability(chosen):
-    nodes.choose_node_engine("remote", " http://10.0.0.2:8000 ", "ignored-for-remote")
+    nodes.choose_node_engine("remote", " http://10.0.0.2:8000 ", "a-model-of-the-server")  # sent as a form field
     nodes.choose_node_engine("auto", "stability", "")
-    assert [c[0] for c in chosen] == ["http://10.0.0.2:8000", "stability"]
+    assert [c[:2] for c in chosen] == [("http://10.0.0.2:8000", None), ("stability", None)]
 
 
 def test_a_checkpoint_from_comfyui_runs_locally_on_comfyui_device(chosen, comfy_stub, checkpoints):

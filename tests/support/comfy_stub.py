@@ -15,7 +15,9 @@ Beyond those, each piece behaves as ComfyUI's own code does (read from ComfyUI's
   which is what the "Free model and node cache" button reaches), ``minimum_inference_memory``, over a
   pretend device of ``vram`` bytes (:meth:`ComfyStub.load_model` puts a ComfyUI model on it);
 - ``folder_paths``: ``get_filename_list`` (files with a model extension in a folder's paths, searched
-  recursively, relative names, sorted), ``get_full_path`` and ``add_model_folder_path``;
+  recursively, relative names, sorted), ``get_full_path``, ``get_folder_paths`` and
+  ``add_model_folder_path``; ``diffusers`` is registered as ComfyUI registers it, with the pseudo-extension
+  ``folder`` (so ``get_filename_list("diffusers")`` lists no model folder, as in ComfyUI);
 - ``with_v3=True``: ``comfy_api.latest``'s ``io`` (``ComfyNode``, ``Schema``, the ``Input``/``Output``
   classes of the types the nodes use, ``Hidden``, ``NodeOutput``) and ``ComfyExtension``, turning a schema
   into V1 info the way ComfyUI does;
@@ -298,7 +300,7 @@ def _folder_paths() -> types.ModuleType:
     """ComfyUI's ``folder_paths`` for model folders: each name has paths and the extensions it lists."""
     module = types.ModuleType("folder_paths")
     module.supported_pt_extensions = set(MODEL_EXTENSIONS)
-    module.folder_names_and_paths = {"checkpoints": ([], set(MODEL_EXTENSIONS))}
+    module.folder_names_and_paths = {"checkpoints": ([], set(MODEL_EXTENSIONS)), "diffusers": ([], {"folder"})}
 
     def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
         paths, extensions = module.folder_names_and_paths.setdefault(folder_name, ([], set(MODEL_EXTENSIONS)))
@@ -326,7 +328,11 @@ def _folder_paths() -> types.ModuleType:
                 return full
         return None
 
+    def get_folder_paths(folder_name: str) -> list[str]:
+        return module.folder_names_and_paths[folder_name][0][:]
+
     module.add_model_folder_path = add_model_folder_path
+    module.get_folder_paths = get_folder_paths
     module.get_filename_list = get_filename_list
     module.get_full_path = get_full_path
     return module

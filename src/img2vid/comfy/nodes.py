@@ -4,7 +4,16 @@ The node validates its inputs, builds one ``VideoRequest`` per image of the batc
 :func:`~img2vid.engines.select.choose_engine` for the engine and converts each ``Video`` to ComfyUI's
 types. Progress, Cancel and error messages go through :mod:`img2vid.comfy.runtime`; the local engine's
 memory is made known to ComfyUI through :mod:`img2vid.comfy.memory`. Its inputs are declared once
-(``SPEC``) for ComfyUI's V1 and V3 APIs; ``model`` lists ComfyUI's checkpoints as its own loaders do.
+(``SPEC``) for ComfyUI's V1 and V3 APIs; ``model`` lists ComfyUI's checkpoints and diffusers folders as
+its own loaders do, the family table's short names and the configured server's models
+(:mod:`img2vid.comfy.models`).
+
+One node serves every family (Stable Video Diffusion, Wan, LTX-Video), so a widget left at its default
+is not sent: the model's own default applies (frames, steps, fps and cfg_scale differ by family), and
+SVD's own widgets (motion bucket, noise augmentation, minimum guidance, decode chunk) never reach a Wan or
+LTX-Video request, whose engine would refuse them by name. A prompt is passed as given: SVD's engine
+refuses a non-empty one with its own message. New widgets go at the end of the list, because ComfyUI
+saves widget values by position and older workflows must load unchanged.
 
 It has no key widget, on purpose: widget values are saved into every workflow file and every PNG that
 ComfyUI writes, so a key typed there would travel with each shared image. Keys come from the environment
@@ -14,20 +23,29 @@ ComfyUI at import time except to learn whether ComfyUI offers the VIDEO type.
 
 from __future__ import annotations
 
-import re
+import math
+from collections.abc import Mapping
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-from ..config import mask_url_password, resolve_base_url
+from ..config import is_stability_url, mask_url_password, resolve_base_url
 from ..engines.base import Engine
 from ..engines.modes import MEMORY_MODES, SPEED_MODES
 from ..engines.select import choose_engine
 from ..errors import InvalidInputError
+from ..families import FAMILIES, SVD, Family
 from ..fitting import FitMode
-from ..request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, RANGES, VideoRequest
+from ..request import DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_PROMPT_CHARS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
 from . import memory as comfy_memory
+from .models import (
+    HUB_DEFAULT,
+    ModelChoice,
+    is_local_model_name,
+    is_server_model_name,
+    model_choices,
+    resolve_choice,
+)
 from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
 from .schema import Field, NodeSpec, Out, SpecNode
 
@@ -37,7 +55,12 @@ __all__ = [
     "ENGINE_CHOICES",
     "FIT_CHOICES",
     "HUB_DEFAULT",
+    "MODEL_FIELD",
+    "SVD_WIDGET_DEFAULTS",
+    "svd_fields",
     "checkpoint_choices",
+    "choose_node_engine",
+    "ask_server_for",
     "video_type_available",
 ]
 
@@ -82,27 +105,34 @@ def _int_range(name: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _optional_int(name: str, meaning: str) -> Field:
+def _family_defaults(attribute: str) -> str:
+    """Each family's default for a field, from the family table, for a tooltip ("svd-xt 25, ...")."""
+    shown: dict[Any, list[str]] = {}
+    for family in FAMILIES.values():
+        value = getattr(family, attribute)
+        shown.setdefault("by its checkpoint (14 or 25)" if value is None else value, []).append(family.key)
+    return ", ".join(f"{' / '.join(keys)} {value}" for value, keys in shown.items())
+
+
+def _optional_int(name: str, meaning: str, default_attribute: str | None = None) -> Field:
     _, high = _int_range(name)
+    defaults = f" ({_family_defaults(default_attribute)})" if default_attribute else ""
     return Field(
         name,
         "INT",
-        {"default": 0, "min": 0, "max": high, "step": 1, "tooltip": f"Local engine: {meaning}. 0: the engine's default."},
+        {"default": 0, "min": 0, "max": high, "step": 1, "tooltip": f"{meaning}. 0: the model's default{defaults}."},
         optional=True,
     )
 
 
-def _model_location(model: str) -> str:
-    """A file name from ComfyUI's checkpoints folder as its full path; anything else as given."""
-    try:
-        import folder_paths  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - outside ComfyUI: ids, folders and paths only
-        return model
-    try:
-        found = folder_paths.get_full_path("checkpoints", model)
-    except Exception:  # noqa: BLE001 - an unknown folder name in an unusual ComfyUI setup
-        found = None
-    return str(found) if found else model
+def _text_field(name: str, meaning: str) -> Field:
+    """A multiline text box, empty by default (an empty text is no text: ``None`` in the request)."""
+    return Field(
+        name,
+        "STRING",
+        {"default": "", "multiline": True, "tooltip": f"{meaning} At most {MAX_PROMPT_CHARS} characters."},
+        optional=True,
+    )
 
 
 def _comfy_device() -> str | None:
@@ -123,23 +153,132 @@ def _check_server(server: str | None) -> None:
     )
 
 
+def _side(engine: str, server: str | None, choice: ModelChoice) -> str:
+    """Where the node runs: ``remote``, ``local``, or ``configured`` (auto with nothing picked or set:
+    a configured server or key means remote, otherwise local).
+
+    In ``auto``, a file or folder of this ComfyUI's runs locally; otherwise a server set on the node wins
+    (a short name then names one of its models); otherwise a picked model runs locally."""
+    if engine not in ENGINE_CHOICES:
+        raise InvalidInputError.for_field("engine", engine, "one of " + ", ".join(ENGINE_CHOICES))
+    if engine != "auto":
+        return engine
+    if choice.only_local:
+        return "local"
+    if server:
+        return "remote"
+    return "configured" if choice.is_default else "local"
+
+
+#: The protocol's form field that names the server's model (an img2vid server; absent: its default).
+MODEL_FIELD = "model"
+
+
+def ask_server_for(engine: Engine, model: str) -> None:
+    """Make a remote engine ask its server for ``model``.
+
+    ``RemoteEngine`` is gaining ``model`` (``RemoteEngine(..., model=NAME)``, sent as the ``model`` form
+    field to an img2vid server); until :func:`~img2vid.engines.select.choose_engine` can hand it over, the
+    node adds the field to the form fields the engine sends, keeping any the engine set itself."""
+    form_fields = getattr(engine, "form_fields", None)
+    if getattr(engine, MODEL_FIELD, None) == model or not callable(form_fields):
+        return
+
+    def with_model(request: VideoRequest) -> dict[str, str]:
+        fields = dict(form_fields(request))
+        fields.setdefault(MODEL_FIELD, model)
+        return fields
+
+    engine.form_fields = with_model  # type: ignore[attr-defined]
+
+
+def _server_engine(server: str | None, choice: ModelChoice) -> Engine:
+    """The remote engine for the node's server (or the configured one), asking it for the picked model."""
+    model = choice.server_model
+    if model is not None:
+        if choice.only_local:
+            raise InvalidInputError(
+                f"model {model!r} is a file or folder of this ComfyUI's, which a server cannot load: pick one of "
+                f"the server's models (or {HUB_DEFAULT} for its default), or set engine to local",
+                field="model",
+                value=model,
+                allowed="a model name the server has",
+            )
+        if not is_server_model_name(model):
+            raise InvalidInputError.for_field("model", model, "a model name the server has (plain text)")
+        if is_stability_url(resolve_base_url(server)):
+            raise InvalidInputError(
+                f"model is {model!r}, but Stability's image-to-video service has one model: set model to "
+                f"{HUB_DEFAULT} (the service's own), or use an img2vid server",
+                field="model",
+                value=model,
+                allowed=HUB_DEFAULT,
+            )
+    engine = choose_engine(server or resolve_base_url())
+    if model is not None:
+        ask_server_for(engine, model)
+    return engine
+
+
 def choose_node_engine(engine: str, server: str, model: str, *, speed: str = "eager", memory: str = "auto") -> Engine:
     """The engine the node's ``engine``, ``server`` and ``model`` widgets ask for (``speed`` and ``memory``
     apply to the local engine only)."""
     server_value = (server or "").strip() or None
-    model_value = (model or "").strip() or None
     _check_server(server_value)
-    # The hub default is the list's neutral entry: only a picked checkpoint, folder or file means local.
-    picked = model_value is not None and model_value != HUB_DEFAULT
-    if engine == "remote" or (engine == "auto" and server_value and not picked):
-        return choose_engine(server_value or resolve_base_url())
-    if engine == "local" or (engine == "auto" and picked):
-        location = _model_location(model_value) if model_value else None
-        return choose_engine("local", location, device=_comfy_device(), speed=speed, memory=memory)
-    if engine == "auto":
-        # Neither set: a configured server or key means remote, otherwise the local engine.
-        return choose_engine(None, device=_comfy_device(), speed=speed, memory=memory)
-    raise InvalidInputError.for_field("engine", engine, "one of " + ", ".join(ENGINE_CHOICES))
+    choice = resolve_choice(model)
+    side = _side(engine, server_value, choice)
+    if side == "remote":
+        return _server_engine(server_value, choice)
+    if side == "local":
+        return choose_engine("local", choice.local_model, device=_comfy_device(), speed=speed, memory=memory)
+    return choose_engine(None, device=_comfy_device(), speed=speed, memory=memory)
+
+
+def _request_family(engine: str, server: str, model: str) -> Family | None:
+    """The family the run will use where the node can tell without loading anything; ``None`` where only
+    the engine can (a server's default model, a hub id outside the short names)."""
+    server_value = (server or "").strip() or None
+    choice = resolve_choice(model)
+    side = _side(engine, server_value, choice)
+    if side == "remote":
+        return choice.remote_family
+    return choice.local_family if side == "local" else None
+
+
+#: SVD's own widgets and their widget defaults: a widget at its default is not sent (for SVD the engine
+#: then uses that same value), so a Wan or LTX-Video request never carries one.
+SVD_WIDGET_DEFAULTS: dict[str, int | float] = {
+    "motion_bucket_id": DEFAULT_MOTION_BUCKET_ID,
+    "noise_aug_strength": ENGINE_DEFAULTS["noise_aug_strength"],
+    "min_guidance_scale": ENGINE_DEFAULTS["min_guidance_scale"],
+    "decode_chunk_size": 0,
+}
+
+
+def _at_default(name: str, value: Any) -> bool:
+    default = SVD_WIDGET_DEFAULTS[name]
+    try:
+        return math.isclose(float(value), float(default), rel_tol=0.0, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False  # not a number: VideoRequest names the field
+
+
+def svd_fields(family: Family | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """SVD's widgets as request fields: ``None`` for one at its default; a changed one is sent, or refused
+    here by name when the model is known to be of another family (it has no such setting, and a silently
+    dropped value would make a different video than the one asked for)."""
+    given = {name: value for name, value in values.items() if not _at_default(name, value)}
+    if family is not None and family.kind != SVD.kind and given:
+        name, value = next(iter(given.items()))
+        default = SVD_WIDGET_DEFAULTS[name]
+        raise InvalidInputError(
+            f"{name} is {value}, a Stable Video Diffusion setting that {family.title} does not have: set it "
+            f"back to {default} (its default, which is not sent)",
+            field=name,
+            value=value,
+            allowed=f"{default} for {family.title}",
+        )
+    return {name: (value if name in given else None) for name, value in values.items()}
 
 
 def _batch(image: Any) -> list[Any]:
@@ -173,36 +312,11 @@ def _video_object(frames: Any, fps: float) -> Any:
     return video_from_components(video_components(images=frames, audio=None, frame_rate=rate))
 
 
-#: The local engine's default model (SVD-XT on the hub); the same as ``img2vid.engines.local.DEFAULT_MODEL``,
-#: written out here because importing the local engine imports torch.
-HUB_DEFAULT = "stabilityai/stable-video-diffusion-img2vid-xt"
-
-#: How a checkpoint file's name says it is Stable Video Diffusion (svd.safetensors, svd_xt_1_1.safetensors …).
-_SVD_NAME = re.compile(r"svd|stable[-_ ]?video", re.IGNORECASE)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def checkpoint_choices() -> list[str]:
-    """The ``model`` list: the user's SVD checkpoints, the hub default, then their other checkpoints.
-
-    From ComfyUI's ``checkpoints`` folders, as its own loaders list them, read each time ComfyUI asks for
-    the node's inputs. Outside ComfyUI only the hub default.
-    """
-    try:
-        import folder_paths  # type: ignore[import-not-found]
-
-        names = [str(n) for n in folder_paths.get_filename_list("checkpoints")]
-    except Exception:  # noqa: BLE001 - outside ComfyUI, or a setup without a checkpoints folder
-        names = []
-    svd = [n for n in names if _SVD_NAME.search(n.replace("\\", "/").rsplit("/", 1)[-1])]
-    return svd + [HUB_DEFAULT] + [n for n in names if n not in svd]
-
-
-def _is_model_name(model: str) -> bool:
-    """Whether ``model`` can name a local model: a listed checkpoint, a hub id, a path, or ``tiny``."""
-    if model in ("", "tiny", HUB_DEFAULT) or _HUB_ID.match(model):
-        return True
-    return model in checkpoint_choices() or Path(model).expanduser().exists()
+    """The ``model`` list (:func:`img2vid.comfy.models.model_choices`), read each time ComfyUI asks for
+    the node's inputs: SVD checkpoints, the default, short names, diffusers folders, other checkpoints,
+    the configured server's models and the tiny models. Outside ComfyUI: the default, names and tiny ones."""
+    return model_choices()
 
 
 #: The ``video`` output, where this ComfyUI offers the VIDEO type.
@@ -217,8 +331,9 @@ SPEC = NodeSpec(
     display_name="Image to Video (img2vid)",
     category="img2vid",
     description=(
-        "Turn an image into a short video with Stable Video Diffusion, on an img2vid server (or any server of "
-        "Stability's image-to-video protocol) or locally. Keys come from the environment or the config file."
+        "Turn an image into a short video with Stable Video Diffusion, Wan 2.x or LTX-Video (with a prompt), on "
+        "an img2vid server (or any server of Stability's image-to-video protocol) or locally. Keys come from the "
+        "environment or the config file."
     ),
     inputs=(
         Field("image", "IMAGE", {"tooltip": "One image, or a batch: each image becomes its own video."}),
@@ -227,9 +342,10 @@ SPEC = NodeSpec(
             "COMBO",
             {
                 "default": "auto",
-                "tooltip": "remote: a server speaking Stability's image-to-video protocol. local: Stable "
-                "Video Diffusion in this process. auto: local when a checkpoint is picked as model, remote "
-                "when a server is set, else remote if IMG2VID_BASE_URL or a key is configured, else local.",
+                "tooltip": "remote: a server speaking Stability's image-to-video protocol. local: the model "
+                "in this process. auto: local when a file or folder of this ComfyUI's is picked as model, remote "
+                "when a server is set, local when another model is picked, else remote if IMG2VID_BASE_URL or "
+                "a key is configured, else local.",
             },
             choices=ENGINE_CHOICES,
         ),
@@ -249,8 +365,12 @@ SPEC = NodeSpec(
             "COMBO",
             {
                 "default": HUB_DEFAULT,
-                "tooltip": "Local: a checkpoint from ComfyUI's checkpoints folder (svd_xt.safetensors), or "
-                f"{HUB_DEFAULT} from the Hugging Face hub (downloaded once, then cached).",
+                "tooltip": f"{HUB_DEFAULT}: locally SVD-XT from the Hugging Face hub, on a server the "
+                "server's default model. A short name (wan2.2-ti2v-5b, ltx-video, svd-xt ...): locally "
+                "downloaded once, then cached; on an img2vid server, its model of that name. Also a "
+                "checkpoint from ComfyUI's checkpoints folder (SVD), a diffusers folder from ComfyUI's "
+                "diffusers folder, the configured server's models, and tiny / tiny-<family> (random, offline: "
+                "noise, for trying the node).",
             },
             choices=checkpoint_choices,
         ),
@@ -259,12 +379,14 @@ SPEC = NodeSpec(
             "cfg_scale",
             "FLOAT",
             {
-                "default": DEFAULT_CFG_SCALE,
+                "default": 0.0,
                 "min": 0.0,
                 "max": float(RANGES["cfg_scale"][2]),
                 "step": 0.1,
                 "round": 0.01,
-                "tooltip": "How closely the video sticks to the image.",
+                "tooltip": "How closely the video follows the image (and the prompt). 0: the model's default ("
+                + _family_defaults("default_cfg_scale")
+                + "); 1 turns guidance off.",
             },
         ),
         Field(
@@ -275,7 +397,8 @@ SPEC = NodeSpec(
                 "min": _int_range("motion_bucket_id")[0],
                 "max": _int_range("motion_bucket_id")[1],
                 "step": 1,
-                "tooltip": "More is more motion.",
+                "tooltip": f"Stable Video Diffusion only: more is more motion. Leave at {DEFAULT_MOTION_BUCKET_ID} "
+                "(not sent) for Wan and LTX-Video.",
             },
         ),
         Field(
@@ -288,9 +411,9 @@ SPEC = NodeSpec(
             },
             choices=FIT_CHOICES,
         ),
-        _optional_int("frames", "frames to make"),
-        _optional_int("steps", "denoising steps"),
-        _optional_int("fps", "frame rate, also the model's fps conditioning"),
+        _optional_int("frames", "Frames to make (Wan: 4k+1, LTX-Video: 8k+1)", "default_frames"),
+        _optional_int("steps", "Denoising steps", "default_steps"),
+        _optional_int("fps", "Frame rate, also SVD's and LTX-Video's fps conditioning", "default_fps"),
         Field(
             "noise_aug_strength",
             "FLOAT",
@@ -299,7 +422,8 @@ SPEC = NodeSpec(
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "Local engine: noise added to the image; more frees the video from it.",
+                "tooltip": "Stable Video Diffusion only: noise added to the image; more frees the video "
+                "from it. Leave at the default (not sent) for Wan and LTX-Video.",
             },
             optional=True,
         ),
@@ -312,11 +436,12 @@ SPEC = NodeSpec(
                 "max": float(RANGES["min_guidance_scale"][2]),
                 "step": 0.1,
                 "round": 0.01,
-                "tooltip": "Local engine: guidance on the first frame (rising to cfg_scale on the last).",
+                "tooltip": "Stable Video Diffusion only: guidance on the first frame (rising to cfg_scale "
+                "on the last). Leave at the default (not sent) for Wan and LTX-Video.",
             },
             optional=True,
         ),
-        _optional_int("decode_chunk_size", "frames decoded at once (less memory)"),
+        _optional_int("decode_chunk_size", "Stable Video Diffusion only: frames decoded at once (less memory)"),
         Field(
             "speed",
             "COMBO",
@@ -336,6 +461,12 @@ SPEC = NodeSpec(
             choices=MEMORY_CHOICES,
             optional=True,
         ),
+        # Last, after every older widget: ComfyUI saves widget values by position.
+        _text_field("prompt", "What should happen in the video (Wan and LTX-Video; empty for SVD, which takes none)."),
+        _text_field(
+            "negative_prompt",
+            "What the video should avoid (Wan and LTX-Video). Empty: the model's recommended negative prompt.",
+        ),
     ),
     # ``frame_counts`` and ``video`` hold one item per input image; for one image they act as single values.
     outputs=(
@@ -349,19 +480,27 @@ SPEC = NodeSpec(
 
 
 class Img2VidImageToVideo(SpecNode):
-    """Image to video with Stable Video Diffusion: on an img2vid server, a protocol server, or locally."""
+    """Image to video with Stable Video Diffusion, Wan or LTX-Video: on an img2vid server, a protocol
+    server, or locally."""
 
     SPEC = SPEC
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model: Any) -> bool | str:  # noqa: N802 - ComfyUI's name
-        """Beyond the listed checkpoints, ``model`` may name any hub id, folder or file (API prompts,
-        workflows from another machine): ComfyUI then leaves this input's check to this function."""
-        if isinstance(model, str) and _is_model_name(model.strip()):
-            return True
+    def VALIDATE_INPUTS(cls, model: Any, engine: Any = "auto") -> bool | str:  # noqa: N802 - ComfyUI's name
+        """Beyond the listed entries, ``model`` may name any hub id, folder or file (API prompts, workflows
+        from another machine), and with the remote engine any model a server has (it may list names this
+        ComfyUI has not read): ComfyUI then leaves these inputs' checks to this function, so ``engine``'s
+        list is checked here too."""
+        if engine not in ENGINE_CHOICES:
+            return f"engine must be one of {', '.join(ENGINE_CHOICES)}; got {engine!r}"
+        if isinstance(model, str):
+            name = model.strip()
+            if is_local_model_name(name) or (engine == "remote" and is_server_model_name(name)):
+                return True
         return (
-            f"model must be a checkpoint from ComfyUI's checkpoints folder, a hub id (org/name), a diffusers "
-            f"folder or a .safetensors file; got {model!r}"
+            "model must be a short name (wan2.2-ti2v-5b, ltx-video, svd-xt ...), a checkpoint from ComfyUI's "
+            "checkpoints folder, a diffusers folder, a hub id (org/name), a .safetensors file, or with engine "
+            f"remote a model the server has; got {model!r}"
         )
 
     FUNCTION = "generate"
@@ -373,7 +512,7 @@ class Img2VidImageToVideo(SpecNode):
         server: str = "",
         model: str = "",
         seed: int = 0,
-        cfg_scale: float = DEFAULT_CFG_SCALE,
+        cfg_scale: float = 0.0,
         motion_bucket_id: int = DEFAULT_MOTION_BUCKET_ID,
         fit: str = FitMode.CROP.value,
         frames: int = 0,
@@ -384,23 +523,33 @@ class Img2VidImageToVideo(SpecNode):
         decode_chunk_size: int = 0,
         speed: str = "eager",
         memory: str = "auto",
+        prompt: str = "",
+        negative_prompt: str = "",
         unique_id: str | None = None,
     ) -> tuple[Any, ...]:
         secrets = known_secrets()
         with node_errors(secrets):
+            svd_only = svd_fields(
+                _request_family(engine, server, model),
+                {
+                    "motion_bucket_id": motion_bucket_id,
+                    "noise_aug_strength": noise_aug_strength,
+                    "min_guidance_scale": min_guidance_scale,
+                    "decode_chunk_size": decode_chunk_size,
+                },
+            )
             requests = [
                 VideoRequest(
                     image=item,
                     seed=seed,
-                    cfg_scale=cfg_scale,
-                    motion_bucket_id=motion_bucket_id,
+                    cfg_scale=cfg_scale or None,  # 0: the model's default (0 and 1 both mean no guidance)
                     frames=frames or None,
                     steps=steps or None,
                     fps=fps or None,
-                    noise_aug_strength=noise_aug_strength,
-                    min_guidance_scale=min_guidance_scale,
-                    decode_chunk_size=decode_chunk_size or None,
+                    prompt=prompt,
+                    negative_prompt=negative_prompt,
                     fit=fit,
+                    **svd_only,
                 )
                 for item in _batch(image)
             ]
