@@ -59,12 +59,20 @@ def test_nothing_configured_means_the_local_engine_with_the_default_model() -> N
 
 @pytest.mark.parametrize(("engine", "model", "message"), [
     ("ftp://example", None, "stability, local, or a server URL"),
-    ("http://127.0.0.1:9", "tiny", "--model picks the local engine"),
+    ("stability", "tiny", "--model picks the local engine"),
 ])
 def test_contradictions_and_unknown_engines_are_named(engine: str, model: str | None, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message) as caught:
         choose_engine(engine, model)
     assert caught.value.field == "engine"
+
+
+def test_a_model_with_a_server_url_names_one_of_the_server_s_models() -> None:
+    from img2vid.engines.remote import RemoteEngine
+
+    engine = choose_engine("http://127.0.0.1:9", "wan2.2-ti2v-5b")
+    assert isinstance(engine, RemoteEngine) and engine.model == "wan2.2-ti2v-5b"
+    engine.close()
 
 
 def test_missing_local_packages_give_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -288,6 +288,7 @@ def test_fast_is_a_step_cache_and_low_memory_tiles_the_vae(engines: Any) -> None
     video = fast.generate(_request(steps=4))
     assert video.engine_settings["speed"] == "fast" and video.engine_settings["compiled"] is False
     assert video.num_frames == 9
+    assert engines("tiny-ltx-video", speed="fast").generate(_request(steps=4)).engine_settings["speed"] == "fast"
     low = engines("tiny-ltx-video", memory="low")
     video = low.generate(_request())
     assert video.engine_settings["low_memory"] is True and low.pipeline().vae.use_tiling

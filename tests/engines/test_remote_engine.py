@@ -138,10 +138,32 @@ def test_engine_options_reach_an_img2vid_server_but_not_stability(
     make_engine(base_url="https://api.stability.ai", transport=StabilityRedirect(server)).generate(request)
     to_server, to_stability = server.submits
     assert to_server.form == {
-        "seed": "0", "cfg_scale": "1.8", "motion_bucket_id": "127",
-        "frames": "2", "steps": "3", "fps": "8", "noise_aug_strength": "0.05",
-    }  # fmt: skip
+        "seed": "0", "frames": "2", "steps": "3", "fps": "8", "noise_aug_strength": "0.05",
+    }  # fmt: skip  (the server's model's defaults apply to cfg_scale and motion_bucket_id)
     assert to_stability.form == {"seed": "0", "cfg_scale": "1.8", "motion_bucket_id": "127"}
+
+
+def test_a_server_model_and_the_prompts_reach_an_img2vid_server(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory
+) -> None:
+    server = fake_protocol_server
+    request = VideoRequest(image=smooth_image(), prompt="a cat runs", negative_prompt="blurry", cfg_scale=5, frames=9)
+    server.poll(video_raw(tiny_mp4()))
+    make_engine(model="wan2.2-ti2v-5b").generate(request)
+    assert server.submits[0].form == {
+        "seed": "0", "cfg_scale": "5.0", "frames": "9", "model": "wan2.2-ti2v-5b",
+        "prompt": "a cat runs", "negative_prompt": "blurry",
+    }  # fmt: skip
+
+
+def test_stability_gets_no_model_and_no_prompt(make_engine: EngineFactory) -> None:
+    with pytest.raises(errors.InvalidInputError) as caught:
+        make_engine(base_url="https://api.stability.ai", model="wan2.2-ti2v-5b")
+    assert caught.value.field == "model"
+    engine = make_engine(base_url="https://api.stability.ai")
+    with pytest.raises(errors.InvalidInputError) as caught:
+        engine.form_fields(VideoRequest(image=smooth_image(), prompt="a cat"))
+    assert caught.value.field == "prompt"
 
 
 def test_many_202s_then_200_report_elapsed_time_and_the_servers_progress(

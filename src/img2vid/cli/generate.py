@@ -138,12 +138,17 @@ def generate(
             "(default: the configured server if there is one, else local)."
         ),
     ] = None,
+    base_url: Annotated[
+        Optional[str],
+        typer.Option("--base-url", help="An img2vid server's URL (the same as --engine URL); --model then names one of its models."),
+    ] = None,
     model: Annotated[
         Optional[str],
         typer.Option(
             help=f"Local model: a short name ({_SHORT_NAMES}), a hub id, a diffusers folder (SVD, Wan or LTX-Video), "
             "an SVD .safetensors checkpoint, or 'tiny' / 'tiny-<short name>' (tiny random models for offline smoke "
-            "runs: they make noise, not video). Implies --engine local."
+            "runs: they make noise, not video); implies --engine local. With --base-url (or --engine URL): the "
+            "name of one of that server's models (its GET /info lists them)."
         ),
     ] = None,
     output: Annotated[
@@ -211,6 +216,7 @@ def generate(
     handler = _enable_debug_logging() if debug else None
     chosen: Engine | None = None
     try:
+        engine = _server_or_engine(engine, base_url)
         fmt = _format_for(output, format)
         targets = output_paths(images, output, fmt)
         requests = [
@@ -263,6 +269,22 @@ def generate(
             chosen.close()  # a remote engine's connections; the shared local engine stays warm
         if handler is not None:
             logging.getLogger().removeHandler(handler)
+
+
+def _server_or_engine(engine: str | None, base_url: str | None) -> str | None:
+    """--base-url is --engine URL by another name; both, differing, is an error rather than a guess."""
+    if base_url is None:
+        return engine
+    if not base_url.strip().startswith(("http://", "https://")):
+        raise InvalidInputError.for_field("base_url", base_url, "an http:// or https:// URL")
+    if engine is not None and engine.strip() != base_url.strip():
+        raise InvalidInputError(
+            f"--base-url {base_url} and --engine {engine} disagree: drop one of them",
+            field="base_url",
+            value=base_url,
+            allowed="the same server as --engine, or --engine left out",
+        )
+    return base_url.strip()
 
 
 def _run_one(engine: Engine, request: VideoRequest, label: str, console: Console) -> Video:

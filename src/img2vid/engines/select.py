@@ -64,16 +64,21 @@ def choose_engine(
     speed: str | None = None,
     memory: str | None = None,
     loras: Sequence[str] = (),
+    server_model: str | None = None,
 ) -> Engine:
     """The engine the user asked for, built (a local one is shared per process and kept warm).
 
     ``api_key`` is handed to a remote engine ahead of the environment and config file; the local engine
-    needs none. ``speed``, ``memory`` and ``loras`` are the local engine's settings.
+    needs none. ``speed``, ``memory`` and ``loras`` are the local engine's settings; ``server_model`` names
+    the model a remote img2vid server runs the job on (``model`` with a server URL means the same).
     """
     kind = (engine or "").strip()
+    if model is not None and kind.startswith(("http://", "https://")):
+        server_model, model = model, None  # a model name for that server, not a local model
     if model is not None and kind and kind.lower() != "local":
         raise InvalidInputError(
-            f"--model picks the local engine, but --engine is {kind!r}; drop one of them",
+            f"--model picks the local engine (or a server's model, with --engine URL), but --engine is {kind!r}; "
+            "drop one of them",
             field="engine",
             value=kind,
             allowed=ENGINE_CHOICES,
@@ -91,6 +96,8 @@ def choose_engine(
     from .remote import RemoteEngine
 
     options: dict[str, object] = {} if timeout is None else {"timeout": timeout}
+    if server_model is not None:
+        options["model"] = server_model
     if api_key is not None:
         options["api_key"] = api_key
     if not kind:

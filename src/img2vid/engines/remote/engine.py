@@ -139,6 +139,7 @@ class RemoteEngine(Engine):
         transport: httpx.BaseTransport | None = None,
         retry_policy: RetryPolicy | None = None,
         clock: Clock | None = None,
+        model: str | None = None,
     ) -> None:
         install_log_filter()
         self._clock: Clock = clock if clock is not None else _wait.SYSTEM_CLOCK
@@ -169,6 +170,8 @@ class RemoteEngine(Engine):
             raise errors.InvalidInputError.for_field("api_version", api_version, "v2beta or v2alpha")
         self.api_version: ApiVersion = api_version
         self.retry_policy = dataclasses.replace(policy, max_retries=max_retries)
+        #: The server's model to ask for (the ``model`` form field); None: the server's default model.
+        self.model = _model_name(model, self.is_stability)
 
         headers = {"user-agent": f"img2vid/{__version__}", "accept": "video/*"}
         for name, value in (
@@ -231,15 +234,18 @@ class RemoteEngine(Engine):
         self._client.close()
 
     def form_fields(self, request: VideoRequest) -> dict[str, str]:
-        """The form fields sent with the image: the protocol's three, plus (to an img2vid server only)
-        the local-engine options the caller set."""
-        cfg_scale = request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG_SCALE
-        motion_bucket_id = request.motion_bucket_id if request.motion_bucket_id is not None else DEFAULT_MOTION_BUCKET_ID
-        fields = {
-            "seed": _number(request.seed),
-            "cfg_scale": _number(cfg_scale),
-            "motion_bucket_id": _number(motion_bucket_id),
-        }
+        """The form fields sent with the image: to Stability's service the protocol's three; to an img2vid
+        server the seed and every other field the caller set, the prompts, and ``model`` when one was named."""
+        fields = {"seed": _number(request.seed)}
+        # Stability's service is SVD alone: it always gets both, at SVD's defaults when unset. An img2vid
+        # server gets only what the caller set, so its model's own defaults apply (and a Wan model is not
+        # sent SVD's motion bucket).
+        for name, default in (("cfg_scale", DEFAULT_CFG_SCALE), ("motion_bucket_id", DEFAULT_MOTION_BUCKET_ID)):
+            value = getattr(request, name)
+            if value is not None or self.is_stability:
+                fields[name] = _number(value if value is not None else default)
+        if self.model is not None:
+            fields["model"] = self.model
         texts = {name: getattr(request, name) for name in TEXT_FIELDS if getattr(request, name) is not None}
         if self.is_stability and texts:
             name = next(iter(texts))
@@ -450,3 +456,20 @@ class RemoteEngine(Engine):
             f"job {job_id} did not finish within the {self.timeout:g} s allowed; it may still finish on the "
             "server (results are kept for 24 hours): allow more time with a longer timeout"
         )
+
+
+def _model_name(model: str | None, is_stability: bool) -> str | None:
+    """A server model's name as the ``model`` form field carries it, or None for the server's default."""
+    if model is None or (isinstance(model, str) and not model.strip()):
+        return None
+    if not isinstance(model, str) or len(model.strip()) > 200 or not model.strip().isprintable():
+        raise errors.InvalidInputError.for_field("model", model, "a model name the server lists (printable, at most 200 characters)")
+    if is_stability:
+        raise errors.InvalidInputError(
+            f"model: Stability's image-to-video service has one model and takes no model name; {model.strip()!r} "
+            "names a model of an img2vid server: pass that server's URL",
+            field="model",
+            value=model,
+            allowed="no model for Stability's service",
+        )
+    return model.strip()
