@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,15 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/support is the one harness of the tests and the benchmarks (bench/scale.py imports it too). Only
+# tests/ goes on the path, not src/: the servers and the --asgi-cpu runs started from here pick their
+# img2vid checkout through PYTHONPATH (--reference-src).
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from support.images import png_bytes  # noqa: E402
+from support.server_harness import free_port, wait_healthy  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "server.md"
 REFERENCE_RESULTS = ROOT / "bench" / "results" / "server-reference.md"
 SUBMIT = "/v2beta/image-to-video"
@@ -58,27 +65,11 @@ def held_job_engine():  # noqa: ANN201 - imported by the server process through 
     return HeldJob()
 
 
-def _png(width: int = 1024, height: int = 576) -> bytes:
-    from PIL import Image
-
-    # A photo-like size on the wire: a gradient with noise compresses about as badly as a photograph.
-    y, x = np.mgrid[0:height, 0:width]
-    noise = np.random.default_rng(0).integers(0, 24, size=(height, width, 3))
-    image = (np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], axis=-1) + noise).clip(0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
-    def __init__(self, data: Path, args: list[str], env: dict[str, str], src: Path = ROOT / "src") -> None:
-        self.port = _free_port()
+    def __init__(
+        self, data: Path, args: list[str], env: dict[str, str], src: Path = ROOT / "src", start_timeout: float = 120.0
+    ) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT / "bench")]), **env}
         self.key = subprocess.run(
@@ -90,17 +81,11 @@ class Server:
              "--rate-limit", "0", "--log-level", "warning", *args],
             env=full_env,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("the server did not start")
-            time.sleep(0.1)
+        try:
+            wait_healthy(self.url, self.process, timeout=start_timeout)
+        except AssertionError as failure:
+            self.stop()
+            raise SystemExit(f"the server did not start: {failure}") from None
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.key}"}
@@ -251,7 +236,7 @@ def asgi_poll_cpu(polls: int) -> float:
         with TestClient(app) as client:
             key, _ = create_key(app.state.img2vid.store, "bench")
             headers = {"authorization": f"Bearer {key}"}
-            job_id = client.post(SUBMIT, headers=headers, files={"image": ("i.png", _png(), "image/png")}).json()["id"]
+            job_id = client.post(SUBMIT, headers=headers, files={"image": ("i.png", png_bytes(1024, 576), "image/png")}).json()["id"]
             while client.get(f"{SUBMIT}/result/{job_id}", headers=headers).json().get("progress", 0) == 0:
                 time.sleep(0.05)
             path = f"{SUBMIT}/result/{job_id}"
@@ -408,7 +393,7 @@ def main() -> None:
     if opts.asgi_cpu:
         print(f"{asgi_poll_cpu(opts.asgi_cpu):.2f}")
         return
-    image = _png()
+    image = png_bytes(1024, 576)
     if opts.reference_src:
         compare(opts, image)
         return

@@ -21,7 +21,8 @@ Messages must never contain a secret: an API key is redacted before it reaches a
     │   └── TooManyJobsError         this key already has its quota of jobs waiting  (429)
     ├── ServiceError                 the engine or server failed                     (500)
     │   ├── StoreUnavailableError    the job store cannot be read or written         (503)
-    │   └── QueueFullError           the server's whole queue is full                (503)
+    │   ├── QueueFullError           the server's whole queue is full                (503)
+    │   └── OutOfMemoryError         the device ran out of memory making the video   (500)
     ├── ModelError                   a local model cannot be found or loaded
     ├── ConnectionFailedError        the server could not be reached
     ├── DeadlineExceededError        the job did not finish in time
@@ -49,6 +50,7 @@ __all__ = [
     "ServiceError",
     "StoreUnavailableError",
     "QueueFullError",
+    "OutOfMemoryError",
     "ModelError",
     "ConnectionFailedError",
     "DeadlineExceededError",
@@ -223,6 +225,14 @@ class QueueFullError(ServiceError):
     error_name = "queue_full"
 
 
+class OutOfMemoryError(ServiceError):
+    """The device ran out of memory making the video; the message says what to try (fewer frames, a
+    smaller image or decode chunk, offload). The engine that ran out recognises it; nothing else guesses."""
+
+    http_status = 500
+    error_name = "out_of_memory"
+
+
 class ModelError(Img2VidError):
     """A local model cannot be found, downloaded or loaded."""
 
@@ -281,7 +291,15 @@ _BY_STATUS: dict[int, type[Img2VidError]] = {
 #: Protocol names that pick a narrower class than the status alone.
 _BY_NAME: dict[str, type[Img2VidError]] = {
     cls.error_name: cls
-    for cls in (ContentModerationError, ContentFilteredError, TooManyJobsError, StoreUnavailableError, QueueFullError, ModelError)
+    for cls in (
+        ContentModerationError,
+        ContentFilteredError,
+        TooManyJobsError,
+        StoreUnavailableError,
+        QueueFullError,
+        OutOfMemoryError,
+        ModelError,
+    )
 }
 
 

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from img2vid import VideoRequest  # noqa: E402
 from img2vid.engines.local import DEFAULT_MODEL, LocalEngine  # noqa: E402
-from img2vid.errors import CancelledError, InvalidInputError, ModelError, ServiceError  # noqa: E402
+from img2vid.errors import CancelledError, InvalidInputError, ModelError, OutOfMemoryError, ServiceError  # noqa: E402
 from img2vid.fitting import MultipleOf  # noqa: E402
 from support.local import HEIGHT, WIDTH, diffusers_frames, small_image  # noqa: E402
 
@@ -206,7 +206,7 @@ def test_concurrent_generations_from_threads_are_each_deterministic(engine: Loca
         RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB)"),
     ],
 )
-def test_out_of_memory_becomes_a_service_error(
+def test_out_of_memory_becomes_img2vids_out_of_memory_error(
     engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, error: RuntimeError
 ) -> None:
     from img2vid.engines.local import engine as engine_module
@@ -215,8 +215,9 @@ def test_out_of_memory_becomes_a_service_error(
         raise error
 
     monkeypatch.setattr(engine_module, "run_svd", explode)
-    with pytest.raises(ServiceError) as info:
+    with pytest.raises(OutOfMemoryError) as info:
         engine.generate(_request())
+    assert isinstance(info.value, ServiceError)  # still what callers that catch ServiceError catch
     assert "out of memory" in str(info.value) and "decode chunk" in str(info.value)
 
 
@@ -239,7 +240,7 @@ def test_out_of_memory_while_placing_the_model_says_what_to_try(monkeypatch: pyt
 
     monkeypatch.setattr(engine_module, "place_components", explode)
     fresh = LocalEngine("tiny", device="cpu")
-    with pytest.raises(ServiceError) as info:
+    with pytest.raises(OutOfMemoryError) as info:
         fresh.load()
     assert "out of memory holding the model's weights" in str(info.value) and "offload" in str(info.value)
     assert repr(fresh).endswith("not loaded)")

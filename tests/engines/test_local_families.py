@@ -21,7 +21,7 @@ from img2vid.cli import app
 from img2vid.engines.local import LocalEngine
 from img2vid.engines.local.model_ref import identify_model
 from img2vid.engines.local.tiny_families import TINY_FAMILY_NAMES, build_tiny_pipeline
-from img2vid.errors import CancelledError, InvalidInputError, ModelError, ServiceError
+from img2vid.errors import CancelledError, InvalidInputError, ModelError, OutOfMemoryError
 from img2vid.families import FAMILIES, SVD
 from img2vid.video import Video
 
@@ -308,7 +308,7 @@ def test_out_of_memory_is_a_clear_error(engines: Any, monkeypatch: pytest.Monkey
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(type(engine.pipeline()), "__call__", explode)
-    with pytest.raises(ServiceError) as caught:
+    with pytest.raises(OutOfMemoryError) as caught:
         engine.generate(_request())
     assert "ran out of memory" in str(caught.value) and "--memory low" in str(caught.value)
 

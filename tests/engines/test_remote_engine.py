@@ -389,6 +389,60 @@ def test_a_poll_that_failed_on_the_server_is_a_service_error(
     assert "generation_failed" in caught.value.message and caught.value.details == ["out of memory"]
 
 
+#: Every error class that a status and a protocol name map to (img2vid.errors.error_for_status).
+NAMED_ERRORS = [
+    cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type)
+    and issubclass(cls, errors.Img2VidError)
+    and errors.error_for_status(cls.http_status, cls.error_name) is cls
+]
+
+
+@pytest.mark.parametrize("cls", NAMED_ERRORS, ids=lambda cls: cls.__name__)
+def test_a_failed_poll_is_the_class_its_status_and_name_map_to(
+    fake_protocol_server: FakeProtocolServer,
+    make_engine: EngineFactory,
+    request_: VideoRequest,
+    cls: type[errors.Img2VidError],
+) -> None:
+    fake_protocol_server.poll(*[error(cls.http_status, cls.error_name, "what the server said")] * 3)
+    with pytest.raises(errors.Img2VidError) as caught:
+        make_engine().generate(request_)
+    assert type(caught.value) is cls and caught.value.details == ["what the server said"]
+
+
+def test_a_job_filtered_on_the_server_is_content_filtered(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(accepted(), error(403, "content_filtered", "the result was filtered"))
+    with pytest.raises(errors.ContentFilteredError) as caught:
+        make_engine().generate(request_)
+    assert f"filtered the result of job {JOB_ID} (content_filtered)" in caught.value.message
+    assert "no video is handed over" in caught.value.message
+    assert caught.value.details == ["the result was filtered"]
+
+
+def test_a_job_whose_model_failed_on_the_server_is_a_model_error(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(*[error(500, "model_error", "no checkpoint at /models/svd")] * 3)
+    with pytest.raises(errors.ModelError) as caught:
+        make_engine().generate(request_)
+    message = caught.value.message
+    assert message == f"the server failed on job {JOB_ID}: HTTP 500 Internal Server Error (model_error)"
+    assert caught.value.details == ["no checkpoint at /models/svd"]
+
+
+def test_a_name_the_status_does_not_carry_falls_back_to_the_statuss_class(
+    fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest
+) -> None:
+    fake_protocol_server.poll(error(400, "model_error", "not a model failure"))  # model_error is a 500
+    with pytest.raises(errors.Img2VidError) as caught:
+        make_engine().generate(request_)
+    assert type(caught.value) is errors.InvalidInputError
+
+
 @pytest.mark.parametrize("form", ["raw", "json"])
 def test_content_filtered_is_raised_never_returned(
     fake_protocol_server: FakeProtocolServer, make_engine: EngineFactory, request_: VideoRequest, form: str

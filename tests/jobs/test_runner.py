@@ -4,11 +4,15 @@ the heartbeat thread's own short interval."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from img2vid.engines.base import Engine
-from img2vid.errors import CancelledError, StoreUnavailableError
+from img2vid.errors import CancelledError, OutOfMemoryError, StoreUnavailableError
 from img2vid.jobs.runner import JobRunner, RunOptions
 from img2vid.jobs.store import Claim, JobStore
 from support.fake_engine import FakeEngine
@@ -60,6 +64,35 @@ def test_a_job_past_its_time_limit_is_stopped_and_failed_with_a_message_that_say
     assert status.status == "failed" and status.error_name == "timeout"
     assert "ran out of time" in status.error_message and "60 s" in status.error_message
     assert engine.steps == 7  # stopped at the first check past 60 s of engine time
+
+
+def test_an_engine_out_of_memory_fails_the_job_with_the_engines_name_and_message(store: JobStore) -> None:
+    said = "the cuda device ran out of memory at 1024x576, 25 frames: try --memory low"
+    engine = FakeEngine(fail_with=lambda _request: OutOfMemoryError(said))
+    claim = claim_one(store)
+    assert JobRunner(store, RunOptions()).run(engine, claim) == "failed"
+    status = store.status(claim.job.id)
+    assert (status.error_status, status.error_name, status.error_message) == (500, "out_of_memory", said)
+
+
+def test_the_runner_reads_only_img2vids_errors_and_never_touches_torch(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library's own error, even one that says "out of memory", is an engine failure; recognising it is
+    the engine's business (the local engine raises OutOfMemoryError), and so is the device's memory."""
+    touched: list[str] = []
+    cuda = SimpleNamespace(is_available=lambda: touched.append("is_available") or True,
+                           empty_cache=lambda: touched.append("empty_cache"))  # fmt: skip
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    engine = FakeEngine(fail_with=lambda _request: RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"))
+    claim = claim_one(store)
+    assert JobRunner(store, RunOptions()).run(engine, claim) == "failed"
+    status = store.status(claim.job.id)
+    assert status.error_name == "internal_error"
+    assert status.error_message == (
+        "the engine failed while making this video (RuntimeError); the worker's log has the details"
+    )
+    assert touched == []
 
 
 def test_a_job_cut_short_by_a_shutdown_goes_back_to_the_queue_without_using_an_attempt(store: JobStore) -> None:

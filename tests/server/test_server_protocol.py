@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from img2vid.errors import OutOfMemoryError
 from img2vid.request import VideoRequest
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
@@ -119,11 +120,9 @@ def test_in_progress_answer_has_progress_and_retry_after(tmp_path: Path) -> None
 
 
 def test_a_failing_job_fails_alone_with_its_error_and_the_server_goes_on(tmp_path: Path) -> None:
-    class OutOfMemoryError(RuntimeError):
-        pass
-
     def fail(request: VideoRequest) -> BaseException | None:
-        return OutOfMemoryError("CUDA out of memory") if request.motion_bucket_id == 13 else None
+        said = "the cuda device ran out of memory at 1024x576, 25 frames: try --memory low"
+        return OutOfMemoryError(said) if request.motion_bucket_id == 13 else None
 
     app = create_app(ServerSettings(data=tmp_path), engine=FakeEngine(fail_with=fail))
     with TestClient(app) as client:
@@ -133,8 +132,8 @@ def test_a_failing_job_fails_alone_with_its_error_and_the_server_goes_on(tmp_pat
         failed = wait_result(client, key, bad)
         assert failed.status_code == 500
         body = failed.json()
-        assert set(body) == {"id", "name", "errors"} and body["name"] == "internal_error"
-        assert "out of memory" in body["errors"][0]
+        assert set(body) == {"id", "name", "errors"} and body["name"] == "out_of_memory"
+        assert body["errors"][0].startswith("the cuda device ran out of memory")
         assert wait_result(client, key, good).status_code == 200
         assert client.get("/healthz").status_code == 200
 

@@ -2,7 +2,7 @@
 
 Its frames are a pure function of the request (image, seed, cfg, motion bucket), so a test can compute
 the video a job must produce and a job re-run after a crash makes the same one. It can be slowed down,
-gated on an event, or made to fail, to test queueing, progress, crashes and failures. ``from_env`` builds
+gated on an event, or made to fail (with any of img2vid's errors), to test queueing, progress, crashes and failures. ``from_env`` builds
 one from ``IMG2VID_FAKE_*`` variables for a server started as a subprocess.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from img2vid import errors
 from img2vid.engines.base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from img2vid.fitting import MultipleOf
 from img2vid.request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, VideoRequest
@@ -86,11 +87,23 @@ class FakeEngine(Engine):
         return Video(frames=expected_frames(request), fps=7, seed=request.seed)
 
 
+def failing_with(name: str) -> Callable[[VideoRequest], BaseException]:
+    """A ``fail_with`` that raises the ``img2vid.errors`` class called ``name`` (``ModelError``) on every job."""
+    cls = getattr(errors, name)
+    return lambda request: cls(f"the fake engine raised {name} on purpose (seed {request.seed})")
+
+
 def from_env() -> FakeEngine:
-    """A FakeEngine configured by ``IMG2VID_FAKE_DELAY`` (seconds per job) and ``IMG2VID_FAKE_LOG`` (a file
-    that gets one ``start <seed>`` line per run)."""
+    """A FakeEngine configured by ``IMG2VID_FAKE_DELAY`` (seconds per job), ``IMG2VID_FAKE_LOG`` (a file
+    that gets one ``start <seed>`` line per run) and ``IMG2VID_FAKE_FAIL`` (an ``img2vid.errors`` class
+    that every job raises, see :func:`failing_with`)."""
     log = os.environ.get("IMG2VID_FAKE_LOG")
-    return FakeEngine(delay=float(os.environ.get("IMG2VID_FAKE_DELAY", "0")), log_path=Path(log) if log else None)
+    fail = os.environ.get("IMG2VID_FAKE_FAIL")
+    return FakeEngine(
+        delay=float(os.environ.get("IMG2VID_FAKE_DELAY", "0")),
+        log_path=Path(log) if log else None,
+        fail_with=failing_with(fail) if fail else None,
+    )
 
 
 def assert_same_frames(actual: np.ndarray, expected: np.ndarray, tolerance: float = 6.0) -> None:

@@ -1,5 +1,7 @@
-"""Helpers for the server tests: an in-process app with a fake engine, a live server in a subprocess,
-and a plain protocol client written from PROTOCOL.md (httpx calls only, not img2vid's own client)."""
+"""Helpers for the server tests and the benchmarks: a live server in a subprocess, the one free-port and
+start-up wait that every test, benchmark and service uses, and a plain protocol client written from
+PROTOCOL.md (httpx calls only, not img2vid's own client). ``bench/`` imports this module (and
+``support.images``) from here: there are no copies."""
 
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def wait_result(
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -20,11 +20,7 @@ from typing import Any
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .server_harness import free_port
 
 
 def _wait_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:

@@ -7,8 +7,11 @@ variables, and a local variable may be an API key.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from .. import __version__
 from .cancel import cancel
 from .generate import generate
 from .keys import keys_app
@@ -29,8 +32,24 @@ app.command(name="worker")(worker)
 app.add_typer(keys_app, name="keys")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"img2vid {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version (the one a server's /info gives) and exit.",
+        ),
+    ] = False,
+) -> None:
     """Turn a still image into a short video with Stable Video Diffusion."""
 
 

@@ -14,7 +14,6 @@ inputs (same seed, same video). This module must never write without the token, 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,20 +50,10 @@ class RunOptions:
 
 
 def engine_failure_message(error: BaseException) -> str:
-    name = type(error).__name__
-    if "OutOfMemory" in name or "out of memory" in str(error).lower():
-        return "the GPU ran out of memory while making this video; try fewer frames or a smaller decode_chunk_size"
-    return f"the engine failed while making this video ({name}); the worker's log has the details"
-
-
-def _free_accelerator_memory() -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort after a failure
-            pass
+    """What a job's owner reads when the engine failed with something that is not one of img2vid's errors
+    (those carry their own message: an engine that ran out of memory raises
+    :class:`~img2vid.errors.OutOfMemoryError` saying what to try)."""
+    return f"the engine failed while making this video ({type(error).__name__}); the worker's log has the details"
 
 
 class _Lease:
@@ -193,7 +182,6 @@ class JobRunner:
                     return self._fail(claim, lease, status, error.error_name, error.message)
                 except Exception as error:  # noqa: BLE001 - one failing job must not stop the worker
                     log.exception("job %s failed", job.id[:12])
-                    _free_accelerator_memory()
                     return self._fail(claim, lease, 500, "internal_error", engine_failure_message(error))
                 seed = job.seed if video.seed is None else int(video.seed)
                 return self._write(

@@ -61,7 +61,8 @@ ERROR_ANSWERS: dict[int, str] = {
     413: "The request is larger than the upload limit (payload_too_large).",
     429: "Too many requests (rate_limited: per key, or wrong keys from one address) or too many jobs waiting "
     "for this key (too_many_jobs). Retry-After says when to try again.",
-    500: "The server or the engine failed (internal_error); the error id is in the server's log.",
+    500: "The server or the engine failed (internal_error; out_of_memory when the device ran out of memory, "
+    "model_error when the model cannot be loaded); the error id is in the server's log.",
     503: "The server cannot take the request now: the job store does not answer (store_unavailable) or the "
     "queue is full (queue_full). Nothing was accepted; sending again later is safe.",
 }

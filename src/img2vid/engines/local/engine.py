@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ...errors import InvalidInputError, ModelError, ServiceError
+from ...errors import InvalidInputError, ModelError, OutOfMemoryError
 from ...families import SVD, Family, check_family_fields
 from ...fitting import FitMode, SizeRule
 from ...request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, VideoRequest
@@ -49,7 +49,10 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's out-of-memory error, or another backend's (MPS raises a plain RuntimeError saying so)."""
+    """CUDA's out-of-memory error, or another backend's (MPS raises a plain RuntimeError saying so).
+
+    The one place img2vid recognises running out of memory: the engine raises it on as
+    :class:`~img2vid.errors.OutOfMemoryError`, which is all a job runner or front door reads."""
     return isinstance(error, _OUT_OF_MEMORY) or "out of memory" in str(error).lower()
 
 
@@ -402,8 +405,8 @@ class LocalEngine(Engine):
         apply_speed(placed, self.speed)
         self._parts = placed
 
-    def _out_of_memory_holding(self, weight_bytes: int) -> ServiceError:
-        return ServiceError(
+    def _out_of_memory_holding(self, weight_bytes: int) -> OutOfMemoryError:
+        return OutOfMemoryError(
             f"the {self.device} device ran out of memory holding the model's weights "
             f"({weight_bytes / 1024**3:.1f} GiB in {str(self.dtype).removeprefix('torch.')}): try offload "
             "(memory='low', --memory low), a half-precision dtype, or another device"
@@ -505,7 +508,7 @@ class LocalEngine(Engine):
             if not is_out_of_memory(error):
                 raise
             self._free_cache()
-            raise ServiceError(
+            raise OutOfMemoryError(
                 f"the {self.device} device ran out of memory at {width}x{height}, {params.frames} frames: try --memory "
                 "low (memory='low': model offload and VAE tiling), fewer frames, a smaller image, or a half-precision dtype"
             ) from error
@@ -562,7 +565,7 @@ class LocalEngine(Engine):
             if not is_out_of_memory(error):
                 raise
             self._free_cache()
-            raise ServiceError(
+            raise OutOfMemoryError(
                 f"the {self.device} device ran out of memory at {width}x{height}, {frames} frames: try --memory low "
                 f"(memory='low'), a smaller decode chunk (decode_chunk_size, --decode-chunk; it was "
                 f"{params.decode_chunk_size}), fewer frames, a smaller image, or a half-precision dtype"

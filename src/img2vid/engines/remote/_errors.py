@@ -11,6 +11,7 @@ retries anything and never maps a status itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Literal
 
@@ -72,6 +73,27 @@ def retired_service_error(base_url: str) -> errors.NotFoundError:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Refusal:
+    """One error answer, read once: what the wording and the error's fields are made from."""
+
+    status: int
+    reason: str
+    body: ErrorBody
+    where: str  # the server's URL, redacted
+    keys: str  # where an API key for this server can be set, in words
+    path: str
+    retry_after: float | None
+    stage: Stage
+    job_id: str | None
+    has_key: bool
+
+    @property
+    def said(self) -> str:
+        """The protocol's ``name`` as a message shows it: `` (name)``, or nothing."""
+        return f" ({self.body.name})" if self.body.name else ""
+
+
 def error_from_response(
     response: httpx.Response,
     *,
@@ -80,90 +102,98 @@ def error_from_response(
     job_id: str | None = None,
     has_key: bool = True,
 ) -> errors.Img2VidError:
-    """The img2vid error for an error answer to a submit, a poll or a cancel."""
-    status = response.status_code
-    body = parse_error_body(response)
-    details = body.messages
-    said = f" ({body.name})" if body.name else ""
-    where = redact(base_url)
+    """The img2vid error for an error answer to a submit, a poll or a cancel.
 
-    if status == 404 and stage == "submit" and is_stability_url(base_url):
-        return retired_service_error(where)
+    Its class is the one :func:`img2vid.errors.error_for_status` gives for the status and the body's
+    ``name`` (so a server's ``model_error`` is a :class:`~img2vid.errors.ModelError` here too), else the
+    status's own class."""
+    if response.status_code == 404 and stage == "submit" and is_stability_url(base_url):
+        return retired_service_error(redact(base_url))
+    refusal = _Refusal(
+        status=response.status_code,
+        reason=response.reason_phrase or "error",
+        body=parse_error_body(response),
+        where=redact(base_url),
+        keys=key_places(base_url),
+        path=response.request.url.path,
+        retry_after=retry_after_seconds(response.headers),
+        stage=stage,
+        job_id=job_id,
+        has_key=has_key,
+    )
+    cls = errors.error_for_status(refusal.status, refusal.body.name)
+    return _build(cls, _wording(cls, refusal), refusal)
 
-    cls = errors.error_for_status(status, body.name)
+
+def _wording(cls: type[errors.Img2VidError], r: _Refusal) -> str:
+    """The message for an answer that became ``cls``: what happened, in the terms of what the client was
+    doing, and what to do about it."""
+    job = f"job {r.job_id}"
     if issubclass(cls, errors.CancelledError):
-        return errors.CancelledError(f"job {job_id} was cancelled on the server", details=details)
+        return f"{job} was cancelled on the server"
     if issubclass(cls, errors.PayloadTooLargeError):
-        return errors.PayloadTooLargeError(
+        return (
             "the image upload is larger than the server accepts (the protocol allows 10 MiB); "
-            "use a smaller or JPEG-compressed image",
-            field="image",
-            details=details,
+            "use a smaller or JPEG-compressed image"
         )
     if issubclass(cls, errors.InvalidInputError):
-        return cls(f"the server refused the request as invalid{said}", details=details)
+        return f"the server refused the request as invalid{r.said}"
     if issubclass(cls, errors.AuthenticationError):
-        if not has_key:
-            return cls(f"{where} asks for an API key and none was given: {key_places(base_url)}", details=details)
-        return cls(
-            f"{where} refused the API key{said}: check ${ENV_API_KEY} or the api_key in your config file",
-            details=details,
-        )
+        if not r.has_key:
+            return f"{r.where} asks for an API key and none was given: {r.keys}"
+        return f"{r.where} refused the API key{r.said}: check ${ENV_API_KEY} or the api_key in your config file"
     if issubclass(cls, errors.InsufficientCreditsError):
-        return cls(
-            f"the account behind this API key has no credit left{said}: add credit, or use an img2vid "
-            "server or the local engine",
-            details=details,
+        return (
+            f"the account behind this API key has no credit left{r.said}: add credit, or use an img2vid "
+            "server or the local engine"
         )
     if issubclass(cls, errors.ContentModerationError):
-        return cls("the image was refused by the server's content moderation; try another image", details=details)
+        return "the image was refused by the server's content moderation; try another image"
     if issubclass(cls, errors.PermissionDeniedError):
-        return cls(f"{where} does not allow this API key to do that{said}", details=details)
+        return f"{r.where} does not allow this API key to do that{r.said}"
+    if issubclass(cls, errors.ContentFilteredError):
+        return f"the server filtered the result of {job}{r.said}; no video is handed over: try another image or seed"
     if issubclass(cls, errors.NotFoundError):
-        if stage == "poll":
-            return cls(
-                f"job {job_id} was not found: it expired (results are kept for 24 hours), or it belongs to "
-                "another API key",
-                details=details,
+        if r.stage == "poll":
+            return f"{job} was not found: it expired (results are kept for 24 hours), or it belongs to another API key"
+        if r.stage == "cancel":
+            return (
+                f"{job} was not found: the id is unknown, the job expired (results are kept for "
+                "24 hours), or it belongs to another API key"
             )
-        if stage == "cancel":
-            return cls(
-                f"job {job_id} was not found: the id is unknown, the job expired (results are kept for "
-                "24 hours), or it belongs to another API key",
-                details=details,
-            )
-        return cls(
-            f"{where} has no image-to-video route at {response.request.url.path}: is it an img2vid server, "
-            "or a protocol server that only has the older v2alpha routes?",
-            details=details,
+        return (
+            f"{r.where} has no image-to-video route at {r.path}: is it an img2vid server, "
+            "or a protocol server that only has the older v2alpha routes?"
         )
     if issubclass(cls, errors.ConflictError):
-        if stage == "cancel":
-            return cls(f"job {job_id} has already finished; there is nothing to cancel", details=details)
-        return cls(f"{where} refused the request: it conflicts with the job's state{said}", details=details)
+        if r.stage == "cancel":
+            return f"{job} has already finished; there is nothing to cancel"
+        return f"{r.where} refused the request: it conflicts with the job's state{r.said}"
     if issubclass(cls, errors.UnprocessableError):
-        return cls(f"the server refused the request{said}", details=details)
+        return f"the server refused the request{r.said}"
     if issubclass(cls, errors.RateLimitedError):
-        retry_after = retry_after_seconds(response.headers)
-        wait = f"; it asks to wait {retry_after:g} s" if retry_after is not None else ""
-        return cls(
-            f"{where} is refusing requests because too many were sent{wait}", retry_after=retry_after, details=details
-        )
-    reason = response.reason_phrase or "error"
-    if stage == "cancel" and status == 405:
-        what = f"{where} does not offer cancelling jobs (it is not an img2vid server, or an older one)"
-    elif stage == "poll":
-        what = f"the server failed on job {job_id}"
+        wait = f"; it asks to wait {r.retry_after:g} s" if r.retry_after is not None else ""
+        return f"{r.where} is refusing requests because too many were sent{wait}"
+    # The server or its engine failed (ServiceError and its kinds, ModelError): say where it was.
+    if r.stage == "cancel" and r.status == 405:
+        what = f"{r.where} does not offer cancelling jobs (it is not an img2vid server, or an older one)"
+    elif r.stage == "poll":
+        what = f"the server failed on {job}"
     else:
         what = "the server failed"
-    service = cls if issubclass(cls, errors.ServiceError) else errors.ServiceError
-    return service(
-        f"{what}: HTTP {status} {reason}{said}",
-        status=status,
-        error_id=body.error_id,
-        retry_after=retry_after_seconds(response.headers),
-        details=details,
-    )
+    return f"{what}: HTTP {r.status} {r.reason}{r.said}"
+
+
+def _build(cls: type[errors.Img2VidError], message: str, r: _Refusal) -> errors.Img2VidError:
+    """``cls`` made with the fields of its kind: the upload's field, the server's wait, the status and id."""
+    details = r.body.messages
+    if issubclass(cls, errors.PayloadTooLargeError):
+        return cls(message, field="image", details=details)
+    if issubclass(cls, errors.RateLimitedError):
+        return cls(message, retry_after=r.retry_after, details=details)
+    if issubclass(cls, errors.ServiceError):
+        return cls(message, status=r.status, error_id=r.body.error_id, retry_after=r.retry_after, details=details)
+    return cls(message, details=details)
 
 
 def connection_error(exc: httpx.HTTPError, base_url: str, *, what: str) -> errors.ConnectionFailedError:
