@@ -25,6 +25,8 @@ __all__ = [
     "SHORT_NAMES",
     "SVD",
     "TINY_PREFIX",
+    "TINY_FAMILIES",
+    "tiny_family",
     "family_named",
     "family_for_short_name",
     "family_for_pipeline",
@@ -273,6 +275,21 @@ SHORT_NAMES: dict[str, tuple[str, Family]] = {
     **{key: (family.hub_repo, family) for key, family in FAMILIES.items()},
     "svd": ("stabilityai/stable-video-diffusion-img2vid", SVD),
     "svd-xt-1.1": ("stabilityai/stable-video-diffusion-img2vid-xt-1-1", SVD),
+}
+
+
+def tiny_family(family: Family) -> Family:
+    """The family's rules with defaults a tiny random model meets in a second: 9 frames (valid for 4k+1
+    and 8k+1 alike), 2 steps. SVD's tiny model keeps its own frame count (its UNet's, 2)."""
+    if family.kind == "svd":
+        return replace(family, key="tiny", title="tiny Stable Video Diffusion", default_steps=2)
+    return replace(family, key=TINY_PREFIX + family.key, title=f"tiny {family.title}", default_frames=9, default_steps=2)
+
+
+#: The tiny random models by name: ``tiny`` (SVD) and ``tiny-<family key>`` for the text families.
+TINY_FAMILIES: dict[str, Family] = {
+    "tiny": tiny_family(SVD),
+    **{TINY_PREFIX + key: tiny_family(family) for key, family in FAMILIES.items() if family.kind != "svd"},
 }
 
 

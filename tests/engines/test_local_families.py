@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from img2vid import VideoRequest
 from img2vid.cli import app
 from img2vid.engines.local import LocalEngine
-from img2vid.engines.local.model_ref import identify_model
 from img2vid.engines.local.tiny_families import TINY_FAMILY_NAMES, build_tiny_pipeline
 from img2vid.errors import CancelledError, InvalidInputError, ModelError, OutOfMemoryError
 from img2vid.families import FAMILIES, SVD
+from img2vid.model_names import identify_model
 from img2vid.video import Video
 
 TINY = {

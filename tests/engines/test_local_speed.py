@@ -182,7 +182,7 @@ def test_low_memory_run_reports_its_settings_and_matches_auto_frames() -> None:
     assert auto.engine_settings == {
         "device": "cpu", "dtype": "float32", "speed": "eager", "compiled": False, "fp8": False,
         "deep_cache_interval": 0, "memory": "auto", "low_memory": False, "offload": False,
-        "forward_chunking": False, "decode_chunk": 2, "family": "svd-xt", "loras": 0,
+        "forward_chunking": False, "decode_chunk": 2, "family": "tiny", "loras": 0,
     }
 
 

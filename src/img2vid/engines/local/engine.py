@@ -28,6 +28,7 @@ import torch
 from ...errors import InvalidInputError, ModelError, OutOfMemoryError
 from ...families import SVD, Family, check_family_fields
 from ...fitting import FitMode, SizeRule
+from ...model_names import ModelRef, family_of_folder, identify_model
 from ...request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_SEED, VideoRequest
 from ...video import Video
 from ..base import CancelCheck, Engine, ProgressCallback
@@ -36,7 +37,6 @@ from .components import Components
 from .device import choose_device, choose_dtype, decode_chunk, free_memory
 from .family_model import FamilyParams, LoRA, load_pipeline, pipeline_weight_bytes, prepare_pipeline, run_pipeline
 from .memory import MemoryPlan, plan_memory, resolve_memory_mode
-from .model_ref import ModelRef, family_of_folder, identify_model
 from .models import DEFAULT_MODEL, download_index, download_pipeline, load_components, model_scale, place_components
 from .pipeline import Placement, SVDParams, run_svd
 from .speed import SpeedPlan, apply_speed, resolve_speed

@@ -29,7 +29,7 @@ from ..base import CancelCheck, ProgressCallback
 from .memory import MemoryPlan
 from .speed import SpeedPlan, quantise_fp8
 
-__all__ = ["LoRA", "FamilyParams", "FamilyRun", "read_model_index", "load_pipeline", "prepare_pipeline", "run_pipeline", "pipeline_weight_bytes"]
+__all__ = ["LoRA", "FamilyParams", "FamilyRun", "load_pipeline", "prepare_pipeline", "run_pipeline", "pipeline_weight_bytes"]
 
 log = logging.getLogger("img2vid.engines.local")
 
@@ -79,21 +79,6 @@ class FamilyRun:
 
     frames: np.ndarray
     timings: dict[str, float]
-
-
-def read_model_index(folder: Path) -> tuple[str | None, dict[str, Any], list[str]]:
-    """(pipeline class, the index's settings, the components it holds) from a diffusers folder's
-    ``model_index.json``; a missing or broken index is (None, {}, [])."""
-    try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return None, {}, []
-    if not isinstance(index, dict):
-        return None, {}, []
-    components = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
-    settings = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
-    name = index.get("_class_name")
-    return (name if isinstance(name, str) else None), settings, components
 
 
 def _pipeline_class(family: Family) -> Any:

@@ -11,15 +11,14 @@ chooses a device: the engine passes one in.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
 
 from ...errors import ModelError
+from ...model_names import TINY_NAME, describe_model
 from .components import Components
 from .configs import CLIP_MEAN, CLIP_STD, SVD_SCHEDULER
-from .tiny import TINY_NAME
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -35,25 +34,10 @@ DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 
 #: Folders a diffusers SVD model has (feature_extractor is optional: its normalisation is CLIP's).
 _SUBFOLDERS = ("unet", "vae", "image_encoder", "scheduler")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WHAT_TO_DO = (
     "pass --model a diffusers folder, a short name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...) or a .safetensors "
     "checkpoint (svd_xt.safetensors), or --model tiny (tiny-wan2.2-ti2v-5b, tiny-ltx-video, ...) for an offline smoke run"
 )
-
-
-def describe_model(model: str) -> str:
-    """What kind of model name this is: ``tiny``, ``folder``, ``checkpoint`` or ``hub``."""
-    if model == TINY_NAME:
-        return "tiny"
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return "folder"
-    if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin") or path.is_file():
-        return "checkpoint"
-    if _HUB_ID.match(model) and not model.startswith((".", "~", "/")):
-        return "hub"
-    return "path"
 
 
 def load_components(model: str, *, half: bool = False) -> Components:

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
+from ...model_names import TINY_NAME
 from .components import Components
 from .configs import SVD_CLIP, SVD_SCHEDULER, SVD_UNET, SVD_VAE, TINY_CLIP, TINY_UNET, TINY_VAE
 
 __all__ = ["TINY_NAME", "build_tiny", "build_random_svd_xt", "build_models"]
 
-TINY_NAME = "tiny"
 TINY_SEED = 0
 
 

@@ -10,15 +10,14 @@ random models for GPU benchmarks are here too, built from the published configs 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ...families import FAMILIES, TINY_PREFIX, Family
+from ...families import TINY_FAMILIES, TINY_PREFIX, Family
 from .family_configs import FULL_SIZE
 
-__all__ = ["TINY_FAMILY_NAMES", "TINY_WORDS", "tiny_family", "build_tiny_pipeline", "tiny_tokenizer", "build_random_pipeline"]
+__all__ = ["TINY_FAMILY_NAMES", "TINY_WORDS", "build_tiny_pipeline", "tiny_tokenizer", "build_random_pipeline"]
 
 #: The words the tiny tokenizer knows; any other word is ``<unk>``.
 TINY_WORDS: tuple[str, ...] = (
@@ -28,16 +27,8 @@ TINY_WORDS: tuple[str, ...] = (
 _SEED = 0
 
 
-def tiny_family(family: Family) -> Family:
-    """The family's rules with defaults a tiny model can meet in a second: 9 frames (valid for 4k+1 and
-    8k+1 alike), 2 steps."""
-    return replace(family, key=TINY_PREFIX + family.key, title=f"tiny {family.title}", default_frames=9, default_steps=2)
-
-
-#: ``tiny-<family key>`` for each text-conditioned family.
-TINY_FAMILY_NAMES: dict[str, Family] = {
-    TINY_PREFIX + key: tiny_family(family) for key, family in FAMILIES.items() if family.kind != "svd"
-}
+#: ``tiny-<family key>`` for each text-conditioned family (the table lives with the families, torch-free).
+TINY_FAMILY_NAMES: dict[str, Family] = {name: family for name, family in TINY_FAMILIES.items() if family.kind != "svd"}
 
 
 def tiny_tokenizer() -> Any:
