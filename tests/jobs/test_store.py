@@ -133,3 +133,32 @@ def test_a_store_from_an_earlier_version_gains_the_new_columns_and_keeps_its_job
             assert "route" not in {row[1] for row in upgraded.execute("PRAGMA table_info(jobs)")}
     finally:
         store.close()
+
+
+def test_racing_submits_through_two_stores_on_one_file_get_exactly_the_caps(tmp_path: Path) -> None:
+    # Two front ends' stores on one SQLite file: the count and the insert are one BEGIN IMMEDIATE
+    # transaction, so 24 submits at once from one key are accepted exactly 3 times, and from four keys
+    # exactly 6 (the server's cap binds before 4 x 3).
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    stores = [JobStore(url), JobStore(url)]
+    try:
+        for owners, accepted in ((["a"], 3), (["b", "c", "d", "e"], 6 - 3)):
+            gate = threading.Barrier(24)
+
+            def one(index: int, owners: list[str] = owners, gate: threading.Barrier = gate) -> bool:
+                gate.wait(30)
+                try:
+                    add(stores[index % 2], owners[index % len(owners)], index + 1, max_per_owner=3, max_active=6)
+                except (TooManyJobsError, QueueFullError):
+                    return False
+                return True
+
+            with ThreadPoolExecutor(24) as pool:
+                assert sum(pool.map(one, range(24))) == accepted
+        assert stores[0].counts()["queued"] == 6
+    finally:
+        for store in stores:
+            store.close()
