@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from img2vid.errors import QueueFullError, TooManyJobsError
-from img2vid.jobs.store import MAX_ATTEMPTS, JobStore
+from img2vid.jobs.store import MAX_ATTEMPTS, MAX_CLAIMS, JobStore
 
 
 def add(store: JobStore, owner: str, seed: int = 1, **options: object) -> str:
@@ -88,10 +88,52 @@ def test_an_expired_lease_is_requeued_until_the_attempts_run_out(store: JobStore
     for attempt in range(1, MAX_ATTEMPTS + 1):
         claim = store.claim_next(lease_seconds=1)
         assert claim is not None and claim.attempt == attempt
+        assert store.start_run(job, claim.token, lease_seconds=1)
         assert store.requeue_expired(now=0) == 0  # a live lease is never touched
         store.requeue_expired(now=1e12)
     status = store.status(job)
     assert status.status == "failed" and f"started {MAX_ATTEMPTS} times" in status.error_message
+
+
+def test_a_claim_lost_before_its_run_started_is_not_an_attempt(store: JobStore) -> None:
+    # A worker that took the job and was lost before starting the engine (killed, cut off from the store)
+    # is the system's fault: the job goes back without using one of its attempts.
+    job = add(store, "a")
+    for _ in range(MAX_ATTEMPTS + 2):
+        claim = store.claim_next(lease_seconds=30)
+        assert claim is not None and claim.attempt == 1
+        assert store.requeue_expired(now=1e12) == 1
+    claim = store.claim_next(lease_seconds=30)
+    assert claim is not None and store.start_run(job, claim.token, lease_seconds=30)
+    assert not store.start_run(job, claim.token, lease_seconds=30)  # once per run
+    store.requeue_expired(now=1e12)
+    assert store.status(job).status == "queued"
+    assert store.claim_next().attempt == 2
+
+
+def test_a_job_lost_before_every_start_is_failed_at_the_claim_bound(store: JobStore) -> None:
+    job = add(store, "a")
+    for _ in range(MAX_CLAIMS):
+        assert store.claim_next(lease_seconds=30) is not None
+        store.requeue_expired(now=1e12)
+    status = store.status(job)
+    assert status.status == "failed" and "lost before it started" in status.error_message
+
+
+def test_leases_and_expiry_are_the_database_clock_s_not_the_process_s(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process whose clock is a day off writes and compares the same leases: the store never asks it.
+    import time
+
+    job = add(store, "a")
+    claim = store.claim_next(lease_seconds=30)
+    assert claim is not None and store.start_run(job, claim.token, lease_seconds=30)
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    assert store.heartbeat(job, claim.token, progress=0.5, lease_seconds=30)
+    assert store.requeue_expired() == 0  # the lease is live by the database's clock
+    assert store.finish(job, claim.token, video=b"v", seed=1, finish_reason="SUCCESS", ttl=60)
+    status = store.status(job)
+    assert not status.expired and status.expires_at == pytest.approx(status.now + 60, abs=5)
+    assert store.remove_expired() == 0
 
 
 def test_cancel_ends_a_queued_or_running_job_and_fences_its_worker(store: JobStore) -> None:

@@ -173,6 +173,11 @@ class JobRunner:
 
                 try:
                     request = VideoRequest(image=job.image, seed=job.seed, **job.params)
+                    # From here a lost run counts towards the job's attempts; a claim lost before this does not.
+                    if not self.store.start_run(job.id, claim.token, lease_seconds=self.options.lease_seconds):
+                        log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
+                        return "lost"
+                    lease.renewed = time.monotonic()
                     video = engine.generate(request, progress=progress, cancel=cancel)
                     data = video.to_bytes("mp4")
                 except CancelledError:

@@ -15,7 +15,14 @@ The moves, each one guarded in SQL::
 
 A claim sets a lease: a token that only grows (per job), the worker's name, and an expiry. Every write a
 worker makes names its token (fencing): a write whose token is no longer current changes nothing, and the
-worker learns it has lost the job. The poll path reads only status columns, never the image or the result.
+worker learns it has lost the job. A run counts as an attempt once its worker says it starts the engine
+(:meth:`JobStore.start_run`); a claim lost before that (its worker died or was cut off first) is a fault of
+the system, not of the job, and is not counted towards MAX_ATTEMPTS.
+
+One clock: every time written or compared here (leases, heartbeats, result expiry, worker liveness, the
+idempotency window, fair turns' creation order) is the database's (``clock_timestamp()`` on PostgreSQL,
+``julianday('now')`` on SQLite), never a process's ``time.time()``: machines drift and NTP steps, and a
+worker whose clock is a minute off must neither lose its job nor hold a dead one past its lease. The poll path reads only status columns, never the image or the result.
 This module must never store an API key in the clear (only its SHA-256 hash, as the key's id and each job's
 owner), and must never import FastAPI or torch: workers import it.
 """
@@ -24,7 +31,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,9 +49,11 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    cast,
     create_engine,
     delete,
     event,
+    extract,
     func,
     inspect,
     select,
@@ -75,6 +83,8 @@ __all__ = [
     "STATES",
     "ACTIVE",
     "MAX_ATTEMPTS",
+    "MAX_CLAIMS",
+    "db_now",
     "store_unavailable",
 ]
 
@@ -82,8 +92,11 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 #: States that count against a key's quota and the server's queue cap.
 ACTIVE = (QUEUED, RUNNING)
-#: How many times a job may be claimed and lost (its worker or server died) before it is failed.
+#: How many times a job may start running and be lost (its worker or server died) before it is failed.
 MAX_ATTEMPTS = 3
+#: How many times a job may be claimed at all (started or not) before it is failed: the bound on a job that
+#: somehow ends every worker before its engine starts, which MAX_ATTEMPTS does not count.
+MAX_CLAIMS = 20
 #: The PostgreSQL advisory lock that makes creating and upgrading the tables one process at a time.
 _SCHEMA_LOCK = 0x1D2F1D00
 #: The PostgreSQL advisory lock spaces (two-int form) of admission: one lock per owner (hashed), and one
@@ -176,6 +189,13 @@ class JobStatus:
     error_message: str | None
     turn: int = 0
     created_at: float = 0.0
+    #: The database's clock when the row was read: compare ``expires_at`` and ``started_at`` with this.
+    now: float = 0.0
+
+    @property
+    def expired(self) -> bool:
+        """Past its expiry (by the database's clock), though the sweep has not removed it yet."""
+        return self.expires_at is not None and self.expires_at < self.now
 
 
 @dataclass(frozen=True)
@@ -240,9 +260,16 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("img2vid_write") else "BEGIN")
 
 
-def _ended(status: str, *, ttl: float, now: float | None = None, **columns: Any) -> dict[str, Any]:
+def db_now(dialect: str) -> Any:
+    """The database's clock as seconds since the epoch, a SQL expression (never a process's clock)."""
+    if dialect == "sqlite":
+        # julianday('now') is the same within one statement; 2440587.5 is the epoch's Julian day.
+        return (func.julianday("now") - 2440587.5) * 86400.0
+    return cast(extract("epoch", func.clock_timestamp()), Float)
+
+
+def _ended(status: str, *, ttl: float, now: Any, **columns: Any) -> dict[str, Any]:
     """The columns of a job that reached an end state: kept ``ttl`` seconds; the input image is dropped."""
-    now = time.time() if now is None else now
     return {
         "status": status,
         "image": None,
@@ -253,8 +280,8 @@ def _ended(status: str, *, ttl: float, now: float | None = None, **columns: Any)
     }
 
 
-def _failed(*, status: int, name: str, message: str, ttl: float) -> dict[str, Any]:
-    return _ended(FAILED, ttl=ttl, error_status=status, error_name=name, error_message=message)
+def _failed(*, status: int, name: str, message: str, ttl: float, now: Any) -> dict[str, Any]:
+    return _ended(FAILED, ttl=ttl, now=now, error_status=status, error_name=name, error_message=message)
 
 
 def store_unavailable(error: BaseException) -> bool:
@@ -291,6 +318,8 @@ class JobStore:
             )
         self.engine: SqlEngine = create_engine(url, **options)
         self.is_sqlite = url.startswith("sqlite")
+        #: The database's clock, for every time this store writes or compares.
+        self.now = db_now("sqlite" if self.is_sqlite else "postgresql")
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -374,7 +403,7 @@ class JobStore:
         being served, so a key with many waiting jobs holds back another key's first job by at most one
         job per worker; jobs start in (turn, created_at) order.
         """
-        now = time.time()
+        now = self.now
         job_id = secrets.token_hex(32)
         try:
             with self._begin() as conn:
@@ -431,13 +460,15 @@ class JobStore:
             conn.execute(text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": _GLOBAL_ADMISSION_LOCK})
 
     @staticmethod
-    def _job_for_idempotency_key(conn: Connection, owner: str, key: str, now: float) -> str | None:
+    def _job_for_idempotency_key(conn: Connection, owner: str, key: str, now: Any) -> str | None:
         row = conn.execute(
-            select(jobs.c.id, jobs.c.created_at).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+            select(jobs.c.id, jobs.c.created_at >= now - IDEMPOTENCY_SECONDS).where(
+                jobs.c.owner == owner, jobs.c.idempotency_key == key
+            )
         ).first()
         if row is None:
             return None
-        if row[1] >= now - IDEMPOTENCY_SECONDS:
+        if row[1]:
             return str(row[0])
         # Older than a day: the key is free again (the old job keeps its result until it expires).
         conn.execute(update(jobs).where(jobs.c.id == row[0]).values(idempotency_key=None))
@@ -482,7 +513,7 @@ class JobStore:
     def status(self, job_id: str) -> JobStatus | None:
         """The job's status columns (no blobs), or None."""
         with self._connect() as conn:
-            row = conn.execute(select(*_STATUS_COLUMNS).where(jobs.c.id == job_id)).first()
+            row = conn.execute(select(*_STATUS_COLUMNS, self.now).where(jobs.c.id == job_id)).first()
         return None if row is None else JobStatus(*row)
 
     def queue_position(self, status: JobStatus) -> int:
@@ -517,6 +548,7 @@ class JobStore:
         columns = _ended(
             CANCELLED,
             ttl=ttl,
+            now=self.now,
             error_status=CANCELLED_HTTP_STATUS,
             error_name="cancelled",
             error_message="the job was cancelled by its owner",
@@ -553,17 +585,16 @@ class JobStore:
                 row = conn.execute(query).first()
                 if row is None:
                     return None
-                now = time.time()
+                # Not yet an attempt: that is counted when the worker starts the engine (start_run).
                 claimed = conn.execute(
                     update(jobs)
                     .where(jobs.c.id == row[0], jobs.c.status == QUEUED)
                     .values(
                         status=RUNNING,
-                        started_at=now,
+                        started_at=None,
                         progress=0.0,
-                        attempts=jobs.c.attempts + 1,
                         lease_token=jobs.c.lease_token + 1,
-                        lease_expires=now + lease_seconds,
+                        lease_expires=self.now + lease_seconds,
                         worker=worker,
                     )
                     .returning(jobs.c.image, jobs.c.seed, jobs.c.params, jobs.c.lease_token, jobs.c.attempts)
@@ -571,15 +602,26 @@ class JobStore:
                 if claimed is None:
                     continue
             job = JobInput(id=row[0], image=bytes(claimed[0]), seed=int(claimed[1]), params=json.loads(claimed[2]))
-            return Claim(job=job, token=int(claimed[3]), attempt=int(claimed[4]))
+            return Claim(job=job, token=int(claimed[3]), attempt=int(claimed[4]) + 1)
 
     def _fenced(self, job_id: str, token: int) -> Any:
         return and_(jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token)
 
+    def start_run(self, job_id: str, token: int, *, lease_seconds: float) -> bool:
+        """The worker starts the engine on a job it holds: from now on losing the job counts as an attempt
+        (towards MAX_ATTEMPTS). Renews the lease; False when the job is no longer this lease's."""
+        with self._begin() as conn:
+            started = conn.execute(
+                update(jobs)
+                .where(self._fenced(job_id, token), jobs.c.started_at.is_(None))
+                .values(started_at=self.now, attempts=jobs.c.attempts + 1, lease_expires=self.now + lease_seconds)
+            )
+        return started.rowcount == 1
+
     def heartbeat(self, job_id: str, token: int, *, progress: float | None, lease_seconds: float) -> bool:
         """Extend the lease (and write progress); False when the job is no longer this lease's (cancelled,
         or its lease expired and it was handed on): the worker must then stop and drop it."""
-        values: dict[str, Any] = {"lease_expires": time.time() + lease_seconds}
+        values: dict[str, Any] = {"lease_expires": self.now + lease_seconds}
         if progress is not None:
             values["progress"] = progress
         with self._begin() as conn:
@@ -591,7 +633,7 @@ class JobStore:
             done = conn.execute(
                 update(jobs)
                 .where(self._fenced(job_id, token))
-                .values(**_ended(DONE, ttl=ttl, progress=1.0, result=video, seed=seed, finish_reason=finish_reason))
+                .values(**_ended(DONE, ttl=ttl, now=self.now, progress=1.0, result=video, seed=seed, finish_reason=finish_reason))
             )
         return done.rowcount == 1
 
@@ -600,7 +642,7 @@ class JobStore:
             done = conn.execute(
                 update(jobs)
                 .where(self._fenced(job_id, token))
-                .values(**_failed(status=status, name=name, message=message, ttl=ttl))
+                .values(**_failed(status=status, name=name, message=message, ttl=ttl, now=self.now))
             )
         return done.rowcount == 1
 
@@ -610,7 +652,13 @@ class JobStore:
             done = conn.execute(
                 update(jobs)
                 .where(self._fenced(job_id, token))
-                .values(status=QUEUED, progress=0.0, attempts=jobs.c.attempts - 1, lease_expires=None)
+                .values(
+                    status=QUEUED,
+                    progress=0.0,
+                    attempts=case((jobs.c.started_at.is_(None), jobs.c.attempts), else_=jobs.c.attempts - 1),
+                    started_at=None,
+                    lease_expires=None,
+                )
             )
         return done.rowcount == 1
 
@@ -622,26 +670,38 @@ class JobStore:
         return self._requeue(true(), max_attempts, ttl)
 
     def requeue_expired(self, *, now: float | None = None, max_attempts: int = MAX_ATTEMPTS, ttl: float = 24 * 3600) -> int:
-        """Jobs whose lease ran out (their worker died or stalled) go back in the queue, or fail past
-        ``max_attempts``. Safe to run from many processes at once."""
-        now = time.time() if now is None else now
-        return self._requeue(and_(jobs.c.lease_expires.is_not(None), jobs.c.lease_expires < now), max_attempts, ttl)
+        """Jobs whose lease ran out by the database's clock (their worker died or stalled) go back in the
+        queue, or fail past ``max_attempts`` runs started. Safe to run from many processes at once.
+        ``now`` is for tests only: a stand-in for the database's clock."""
+        clock = self.now if now is None else now
+        return self._requeue(and_(jobs.c.lease_expires.is_not(None), jobs.c.lease_expires < clock), max_attempts, ttl)
 
     def _requeue(self, which: Any, max_attempts: int, ttl: float) -> int:
-        message = (
-            f"the job was started {max_attempts} times and each time its worker stopped unexpectedly "
-            "(crashed, was killed or lost the store), so it was not run again"
+        ran_out = and_(jobs.c.started_at.is_not(None), jobs.c.attempts >= max_attempts)
+        messages = (
+            (
+                ran_out,
+                f"the job was started {max_attempts} times and each time its worker stopped unexpectedly "
+                "(crashed, was killed or lost the store), so it was not run again",
+            ),
+            (
+                jobs.c.lease_token >= MAX_CLAIMS,
+                f"the job was taken by a worker {MAX_CLAIMS} times and each time lost before it started, so it "
+                "was not tried again",
+            ),
         )
         with self._begin() as conn:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.status == RUNNING, which, jobs.c.attempts >= max_attempts)
-                .values(**_failed(status=500, name="internal_error", message=message, ttl=ttl))
-            )
+            for which_failed, message in messages:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.status == RUNNING, which, which_failed)
+                    .values(**_failed(status=500, name="internal_error", message=message, ttl=ttl, now=self.now))
+                )
+            # A run that never started gives its claim back: that loss was the system's, not the job's.
             result = conn.execute(
                 update(jobs)
                 .where(jobs.c.status == RUNNING, which)
-                .values(status=QUEUED, progress=0.0, lease_expires=None)
+                .values(status=QUEUED, progress=0.0, started_at=None, lease_expires=None)
             )
         return int(result.rowcount or 0)
 
@@ -654,9 +714,10 @@ class JobStore:
         return [str(row[0]) for row in rows]
 
     def remove_expired(self, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        """Delete the jobs kept past their expiry by the database's clock (``now``: tests' stand-in for it)."""
+        clock = self.now if now is None else now
         with self._begin() as conn:
-            result = conn.execute(delete(jobs).where(jobs.c.expires_at.is_not(None), jobs.c.expires_at < now))
+            result = conn.execute(delete(jobs).where(jobs.c.expires_at.is_not(None), jobs.c.expires_at < clock))
         return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ what operators watch
@@ -669,11 +730,10 @@ class JobStore:
         found.update({status: int(count) for status, count in rows})
         return found
 
-    def oldest_queued_age(self, now: float | None = None) -> float:
-        now = time.time() if now is None else now
+    def oldest_queued_age(self) -> float:
         with self._connect() as conn:
-            oldest = conn.execute(select(func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)).scalar()
-        return 0.0 if oldest is None else max(0.0, now - float(oldest))
+            age = conn.execute(select(self.now - func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)).scalar()
+        return 0.0 if age is None else max(0.0, float(age))
 
     def outcomes_by_worker(self) -> dict[tuple[str, str], int]:
         """(worker, end state) -> jobs still in the store, for done, failed and cancelled jobs a worker ran."""
@@ -697,7 +757,7 @@ class JobStore:
 
     def worker_seen(self, name: str) -> None:
         """A worker's own heartbeat (live workers are those seen within a lease)."""
-        now = time.time()
+        now = self.now
         with self._begin() as conn:
             if conn.execute(update(workers).where(workers.c.name == name).values(last_seen=now)).rowcount == 0:
                 try:
@@ -706,19 +766,19 @@ class JobStore:
                 except IntegrityError:
                     conn.execute(update(workers).where(workers.c.name == name).values(last_seen=now))
 
-    def live_workers(self, within: float, now: float | None = None) -> list[str]:
-        now = time.time() if now is None else now
+    def live_workers(self, within: float) -> list[str]:
         with self._connect() as conn:
-            rows = conn.execute(select(workers.c.name).where(workers.c.last_seen >= now - within)).all()
+            rows = conn.execute(select(workers.c.name).where(workers.c.last_seen >= self.now - within)).all()
         return sorted(str(row[0]) for row in rows)
 
     # ------------------------------------------------------------------ keys
 
     def add_key(self, key_hash: str, name: str) -> ApiKeyRow:
-        row = ApiKeyRow(key_hash=key_hash, name=name, created_at=time.time(), revoked_at=None)
         with self._begin() as conn:
-            conn.execute(api_keys.insert().values(key_hash=key_hash, name=name, created_at=row.created_at))
-        return row
+            created = conn.execute(
+                api_keys.insert().values(key_hash=key_hash, name=name, created_at=self.now).returning(api_keys.c.created_at)
+            ).scalar_one()
+        return ApiKeyRow(key_hash=key_hash, name=name, created_at=float(created), revoked_at=None)
 
     def key_is_active(self, key_hash: str) -> bool:
         with self._connect() as conn:
@@ -739,8 +799,7 @@ class JobStore:
             if row.revoked_at is None and (row.name == token or (len(token) >= 8 and row.key_hash.startswith(token)))
         ]
         if matches:
-            now = time.time()
             with self._begin() as conn:
                 for row in matches:
-                    conn.execute(update(api_keys).where(api_keys.c.key_hash == row.key_hash).values(revoked_at=now))
+                    conn.execute(update(api_keys).where(api_keys.c.key_hash == row.key_hash).values(revoked_at=self.now))
         return matches

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -92,7 +91,7 @@ def _retry_after(status: JobStatus, position: int, default: int, ceiling: int) -
     if position > 0:
         return int(min(ceiling, default * position))
     if status.started_at is not None and status.progress > 0.02:
-        elapsed = time.time() - status.started_at
+        elapsed = status.now - status.started_at  # both the database's clock
         left = elapsed * (1.0 - status.progress) / status.progress
         return int(max(1, min(ceiling, round(left))))
     return min(default, ceiling)
@@ -113,7 +112,7 @@ def _idempotency_key(request: Request) -> str | None:
 def _visible(status: JobStatus | None, owner: str) -> JobStatus:
     if status is None or status.owner != owner:
         raise _not_found()
-    if status.expires_at is not None and status.expires_at < time.time():
+    if status.expired:  # by the database's clock, as the sweep that will remove it
         raise _not_found()
     return status
 
