@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from .cancel import cancel
+from .db import db_app
 from .generate import generate
 from .keys import keys_app
 from .serve import serve
@@ -27,6 +28,7 @@ app.command(name="cancel")(cancel)
 app.command(name="serve")(serve)
 app.command(name="worker")(worker)
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
