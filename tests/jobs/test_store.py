@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.errors import QueueFullError, TooManyJobsError
+from img2vid.errors import IdempotencyKeyReusedError, QueueFullError, TooManyJobsError
 from img2vid.jobs.store import MAX_ATTEMPTS, MAX_CLAIMS, JobStore
 
 
@@ -63,10 +63,13 @@ def test_the_whole_queue_has_a_cap(store: JobStore) -> None:
 
 
 def test_an_idempotency_key_names_one_job_per_api_key(store: JobStore) -> None:
-    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1")
-    again, created_again = store.add_job(owner="a", image=b"x", seed=2, params={}, idempotency_key="k1")
-    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, idempotency_key="k1")
+    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f1")
+    again, created_again = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f1")
+    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f2")
     assert (created, created_again) == (True, False) and again == first and other != first
+    with pytest.raises(IdempotencyKeyReusedError, match="'k1'") as refused:
+        store.add_job(owner="a", image=b"x", seed=2, params={}, idempotency_key="k1", fingerprint="f2")
+    assert refused.value.http_status == 422
     assert store.counts()["queued"] == 2
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import and_, case, delete, func, select, text, true, tuple_, upd
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import CANCELLED_HTTP_STATUS, QueueFullError, TooManyJobsError
+from ..errors import CANCELLED_HTTP_STATUS, IdempotencyKeyReusedError, QueueFullError, TooManyJobsError
 from .database import Database
 from .schema import jobs
 
@@ -176,6 +176,7 @@ class JobQueue:
         seed: int,
         params: dict[str, Any],
         idempotency_key: str | None = None,
+        fingerprint: str | None = None,
         max_per_owner: int | None = None,
         max_active: int | None = None,
     ) -> tuple[str, bool]:
@@ -195,7 +196,7 @@ class JobQueue:
         try:
             with self.db.begin() as conn:
                 if idempotency_key is not None:
-                    existing = self._job_for_idempotency_key(conn, owner, idempotency_key, now)
+                    existing = self._job_for_idempotency_key(conn, owner, idempotency_key, now, fingerprint)
                     if existing is not None:
                         return existing, False
                 # The row (and its image, the slow part) goes in first, unseen by others until the commit;
@@ -214,6 +215,7 @@ class JobQueue:
                         turn=0,
                         lease_token=0,
                         idempotency_key=idempotency_key,
+                        request_hash=fingerprint,
                     )
                 )
                 self._lock_admission(conn, owner, whole_queue=max_active is not None)
@@ -226,7 +228,7 @@ class JobQueue:
             if idempotency_key is None:
                 raise
             with self.db.begin() as conn:
-                existing = self._job_for_idempotency_key(conn, owner, idempotency_key, now)
+                existing = self._job_for_idempotency_key(conn, owner, idempotency_key, now, fingerprint)
             if existing is None:
                 raise
             return existing, False
@@ -246,16 +248,24 @@ class JobQueue:
         if whole_queue:
             conn.execute(text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": _GLOBAL_ADMISSION_LOCK})
 
+    def job_for_idempotency_key(self, owner: str, key: str) -> str | None:
+        """The job ``key`` names for this owner (made within the last 24 hours), or None."""
+        with self.db.begin() as conn:
+            return self._job_for_idempotency_key(conn, owner, key, self.now, None)
+
     @staticmethod
-    def _job_for_idempotency_key(conn: Connection, owner: str, key: str, now: Any) -> str | None:
+    def _job_for_idempotency_key(conn: Connection, owner: str, key: str, now: Any, fingerprint: str | None) -> str | None:
+        """The owner's job for ``key`` if it is fresh; a different ``fingerprint`` than the job's is refused."""
         row = conn.execute(
-            select(jobs.c.id, jobs.c.created_at >= now - IDEMPOTENCY_SECONDS).where(
+            select(jobs.c.id, jobs.c.created_at >= now - IDEMPOTENCY_SECONDS, jobs.c.request_hash).where(
                 jobs.c.owner == owner, jobs.c.idempotency_key == key
             )
         ).first()
         if row is None:
             return None
         if row[1]:
+            if fingerprint is not None and row[2] is not None and row[2] != fingerprint:
+                raise IdempotencyKeyReusedError.for_key(key)
             return str(row[0])
         # Older than a day: the key is free again (the old job keeps its result until it expires).
         conn.execute(update(jobs).where(jobs.c.id == row[0]).values(idempotency_key=None))

@@ -40,6 +40,9 @@ jobs = Table(
     Column("lease_expires", Float, nullable=True),
     Column("worker", String(200), nullable=True),
     Column("idempotency_key", String(200), nullable=True),
+    # SHA-256 of the request that made the job (route generation, image, fields), checked when its
+    # Idempotency-Key comes again; None for jobs written before revision 0004.
+    Column("request_hash", String(64), nullable=True),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
     Index("ix_jobs_queue_order", "status", "turn", "created_at"),
 )
