@@ -184,8 +184,10 @@ class JobQueue:
 
         With an ``idempotency_key`` the owner used for a job in the last 24 hours, that job's id is
         returned and nothing is written (the unique index decides, so two front ends racing on one key
-        make one job). ``max_per_owner`` and ``max_active`` bound the queued and running jobs of this owner
-        and of everyone (:class:`TooManyJobsError`, :class:`QueueFullError`).
+        make one job); when that job's request ``fingerprint`` differs from this one,
+        :class:`IdempotencyKeyReusedError` (422). ``max_per_owner`` and ``max_active`` bound the queued and
+        running jobs of this owner and of everyone (:class:`TooManyJobsError`, :class:`QueueFullError`),
+        counted under the admission locks, so they hold exactly however many front ends submit at once.
 
         Fair turns: a job's turn is one past its owner's latest active turn, but never before the turn now
         being served, so a key with many waiting jobs holds back another key's first job by at most one
