@@ -164,9 +164,12 @@ class JobRunner:
                 def progress(fraction: float | None, _text: str) -> None:
                     if fraction is None:
                         return
+                    first = lease.progress is None
                     lease.progress = max(0.0, min(0.99, float(fraction)))
-                    if time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
-                        lease.beat()  # a poll sees progress at once, not at the next timed heartbeat
+                    if first or time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
+                        # A poll sees progress at once, not at the next timed heartbeat: the first report
+                        # always, later ones when the last write is old enough.
+                        lease.beat()
 
                 def cancel() -> bool:
                     return lease.lost or self.stopping() or timed_out()
