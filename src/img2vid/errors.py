@@ -17,6 +17,7 @@ Messages must never contain a secret: an API key is redacted before it reaches a
     ├── NotFoundError                unknown, expired or someone else's job; gone   (404)
     ├── ConflictError                the job is past the state this asks for        (409)
     ├── UnprocessableError           well formed but refused                        (422)
+    │   └── IdempotencyKeyReusedError  an Idempotency-Key sent again with another request (422)
     ├── RateLimitedError             too many requests; carries retry_after          (429)
     │   └── TooManyJobsError         this key already has its quota of jobs waiting  (429)
     ├── ServiceError                 the engine or server failed                     (500)
@@ -44,6 +45,7 @@ __all__ = [
     "ContentModerationError",
     "NotFoundError",
     "UnprocessableError",
+    "IdempotencyKeyReusedError",
     "ConflictError",
     "RateLimitedError",
     "TooManyJobsError",
@@ -161,6 +163,19 @@ class UnprocessableError(Img2VidError):
 
     http_status = 422
     error_name = "unprocessable"
+
+
+class IdempotencyKeyReusedError(UnprocessableError):
+    """An Idempotency-Key came again with a different request than the one it first named."""
+
+    error_name = "idempotency_key_reused"
+
+    @classmethod
+    def for_key(cls, key: str) -> IdempotencyKeyReusedError:
+        return cls(
+            f"Idempotency-Key {key!r} was already used with a different request (another image, route or field "
+            "value) in the last 24 hours; send the same request to get its job, or use a new key for a new job"
+        )
 
 
 class ConflictError(Img2VidError):
@@ -299,6 +314,7 @@ _BY_NAME: dict[str, type[Img2VidError]] = {
         QueueFullError,
         OutOfMemoryError,
         ModelError,
+        IdempotencyKeyReusedError,
     )
 }
 

@@ -83,7 +83,13 @@ def test_an_idempotency_key_names_one_job_per_api_key(app_on_postgres: OnPostgre
     theirs, _ = create_key(store, "theirs")
     first = _start(client, mine, 11, "order-1")
     assert _start(client, mine, 11, "order-1") == first  # a retried submit: the same job
-    assert _start(client, mine, 12, "order-1") == first  # the key decides, not the form
+    reused = client.post(  # the same key with another request: refused, naming the key
+        V2BETA,
+        headers={**auth(mine), "idempotency-key": "order-1"},
+        files={"image": ("image.png", IMAGE, "image/png")},
+        data={"seed": "12"},
+    )
+    assert reused.status_code == 422 and reused.json()["name"] == "idempotency_key_reused", reused.text
     other_key = _start(client, theirs, 11, "order-1")  # the same header from another API key: its own job
     other_order = _start(client, mine, 11, "order-2")
     assert len({first, other_key, other_order}) == 3

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from img2vid.errors import QueueFullError, TooManyJobsError
-from img2vid.jobs.store import MAX_ATTEMPTS, JobStore
+from img2vid.errors import IdempotencyKeyReusedError, QueueFullError, TooManyJobsError
+from img2vid.jobs.store import MAX_ATTEMPTS, MAX_CLAIMS, JobStore
 
 
 def add(store: JobStore, owner: str, seed: int = 1, **options: object) -> str:
@@ -63,10 +63,13 @@ def test_the_whole_queue_has_a_cap(store: JobStore) -> None:
 
 
 def test_an_idempotency_key_names_one_job_per_api_key(store: JobStore) -> None:
-    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1")
-    again, created_again = store.add_job(owner="a", image=b"x", seed=2, params={}, idempotency_key="k1")
-    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, idempotency_key="k1")
+    first, created = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f1")
+    again, created_again = store.add_job(owner="a", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f1")
+    other, _ = store.add_job(owner="b", image=b"x", seed=1, params={}, idempotency_key="k1", fingerprint="f2")
     assert (created, created_again) == (True, False) and again == first and other != first
+    with pytest.raises(IdempotencyKeyReusedError, match="'k1'") as refused:
+        store.add_job(owner="a", image=b"x", seed=2, params={}, idempotency_key="k1", fingerprint="f2")
+    assert refused.value.http_status == 422
     assert store.counts()["queued"] == 2
 
 
@@ -88,10 +91,52 @@ def test_an_expired_lease_is_requeued_until_the_attempts_run_out(store: JobStore
     for attempt in range(1, MAX_ATTEMPTS + 1):
         claim = store.claim_next(lease_seconds=1)
         assert claim is not None and claim.attempt == attempt
+        assert store.start_run(job, claim.token, lease_seconds=1)
         assert store.requeue_expired(now=0) == 0  # a live lease is never touched
         store.requeue_expired(now=1e12)
     status = store.status(job)
     assert status.status == "failed" and f"started {MAX_ATTEMPTS} times" in status.error_message
+
+
+def test_a_claim_lost_before_its_run_started_is_not_an_attempt(store: JobStore) -> None:
+    # A worker that took the job and was lost before starting the engine (killed, cut off from the store)
+    # is the system's fault: the job goes back without using one of its attempts.
+    job = add(store, "a")
+    for _ in range(MAX_ATTEMPTS + 2):
+        claim = store.claim_next(lease_seconds=30)
+        assert claim is not None and claim.attempt == 1
+        assert store.requeue_expired(now=1e12) == 1
+    claim = store.claim_next(lease_seconds=30)
+    assert claim is not None and store.start_run(job, claim.token, lease_seconds=30)
+    assert not store.start_run(job, claim.token, lease_seconds=30)  # once per run
+    store.requeue_expired(now=1e12)
+    assert store.status(job).status == "queued"
+    assert store.claim_next().attempt == 2
+
+
+def test_a_job_lost_before_every_start_is_failed_at_the_claim_bound(store: JobStore) -> None:
+    job = add(store, "a")
+    for _ in range(MAX_CLAIMS):
+        assert store.claim_next(lease_seconds=30) is not None
+        store.requeue_expired(now=1e12)
+    status = store.status(job)
+    assert status.status == "failed" and "lost before it started" in status.error_message
+
+
+def test_leases_and_expiry_are_the_database_clock_s_not_the_process_s(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process whose clock is a day off writes and compares the same leases: the store never asks it.
+    import time
+
+    job = add(store, "a")
+    claim = store.claim_next(lease_seconds=30)
+    assert claim is not None and store.start_run(job, claim.token, lease_seconds=30)
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    assert store.heartbeat(job, claim.token, progress=0.5, lease_seconds=30)
+    assert store.requeue_expired() == 0  # the lease is live by the database's clock
+    assert store.finish(job, claim.token, video=b"v", seed=1, finish_reason="SUCCESS", ttl=60)
+    status = store.status(job)
+    assert not status.expired and status.expires_at == pytest.approx(status.now + 60, abs=5)
+    assert store.remove_expired() == 0
 
 
 def test_cancel_ends_a_queued_or_running_job_and_fences_its_worker(store: JobStore) -> None:
@@ -133,3 +178,32 @@ def test_a_store_from_an_earlier_version_gains_the_new_columns_and_keeps_its_job
             assert "route" not in {row[1] for row in upgraded.execute("PRAGMA table_info(jobs)")}
     finally:
         store.close()
+
+
+def test_racing_submits_through_two_stores_on_one_file_get_exactly_the_caps(tmp_path: Path) -> None:
+    # Two front ends' stores on one SQLite file: the count and the insert are one BEGIN IMMEDIATE
+    # transaction, so 24 submits at once from one key are accepted exactly 3 times, and from four keys
+    # exactly 6 (the server's cap binds before 4 x 3).
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    stores = [JobStore(url), JobStore(url)]
+    try:
+        for owners, accepted in ((["a"], 3), (["b", "c", "d", "e"], 6 - 3)):
+            gate = threading.Barrier(24)
+
+            def one(index: int, owners: list[str] = owners, gate: threading.Barrier = gate) -> bool:
+                gate.wait(30)
+                try:
+                    add(stores[index % 2], owners[index % len(owners)], index + 1, max_per_owner=3, max_active=6)
+                except (TooManyJobsError, QueueFullError):
+                    return False
+                return True
+
+            with ThreadPoolExecutor(24) as pool:
+                assert sum(pool.map(one, range(24))) == accepted
+        assert stores[0].counts()["queued"] == 6
+    finally:
+        for store in stores:
+            store.close()

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from img2vid.server import ServerSettings, create_app
 from img2vid.server.keys import create_key
 from support.fake_engine import FakeEngine
+from support.images import png_bytes
 from support.server_harness import V2ALPHA, V2BETA, auth, submit, wait_result
 
 
@@ -98,6 +99,38 @@ def test_a_repeated_idempotency_key_returns_the_first_job(tmp_path: Path) -> Non
         bad = client.post(V2BETA, headers={**auth(key), "idempotency-key": "x" * 300}, files=image)
         assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["errors"][0]
         assert wait_result(client, key, ids.pop()).status_code == 200
+
+
+def test_an_idempotency_key_sent_again_with_another_request_is_a_422_naming_it(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(data=tmp_path, workers=0), engine=FakeEngine())
+    with TestClient(app) as client:
+        key, _ = create_key(app.state.img2vid.store, "t")
+        headers = {**auth(key), "idempotency-key": "order-7"}
+        image = {"image": ("i.png", _png(), "image/png")}
+        first = client.post(V2BETA, headers=headers, files=image, data={"seed": "5", "cfg_scale": "1.8"})
+        assert first.status_code == 200, first.text
+        # The same request, however its numbers are written, is a retry: the first job's id.
+        same = client.post(V2BETA, headers=headers, files=image, data={"seed": "5", "cfg_scale": "1.80"})
+        assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+        others = {
+            "another seed": {"route": V2BETA, "files": image, "data": {"seed": "6", "cfg_scale": "1.8"}},
+            "another cfg": {"route": V2BETA, "files": image, "data": {"seed": "5", "cfg_scale": "2.5"}},
+            "a default spelled out": {"route": V2BETA, "files": image, "data": {"seed": "5", "cfg_scale": "1.8", "motion_bucket_id": "127"}},
+            "no image": {"route": V2BETA, "files": None, "data": {"seed": "5", "cfg_scale": "1.8"}},
+            "another image": {"route": V2BETA, "files": {"image": ("i.png", png_bytes(1024, 576, seed=3), "image/png")}, "data": {"seed": "5", "cfg_scale": "1.8"}},
+            "the other route generation": {"route": V2ALPHA, "files": image, "data": {"seed": "5", "cfg_scale": "1.8"}},
+        }
+        for what, request in others.items():
+            files = request["files"] or {"other": ("x.txt", b"x", "text/plain")}
+            answer = client.post(request["route"], headers=headers, files=files, data=request["data"])
+            assert answer.status_code == 422, (what, answer.text)
+            body = answer.json()
+            assert body["name"] == "idempotency_key_reused" and "'order-7'" in body["errors"][0], (what, body)
+        assert sum(app.state.img2vid.store.counts().values()) == 1
+        # Another API key's use of the same header is its own.
+        theirs, _ = create_key(app.state.img2vid.store, "u")
+        other = client.post(V2BETA, headers={**auth(theirs), "idempotency-key": "order-7"}, files=image, data={"seed": "6"})
+        assert other.status_code == 200 and other.json()["id"] != first.json()["id"]
 
 
 def test_a_job_over_the_time_limit_fails_saying_so_and_the_next_job_runs(tmp_path: Path) -> None:

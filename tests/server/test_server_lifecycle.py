@@ -81,7 +81,9 @@ def test_a_job_running_at_every_crash_is_failed_after_max_attempts_not_rerun_for
     try:
         poison, _ = store.add_job(owner="o", image=b"x", seed=1, params={})
         for crash in range(1, MAX_ATTEMPTS + 1):
-            assert store.claim_next().job.id == poison  # a server takes the job ... and dies running it
+            claim = store.claim_next()
+            assert claim.job.id == poison  # a server takes the job, starts it ... and dies running it
+            assert store.start_run(poison, claim.token, lease_seconds=30)
             requeued = store.requeue_running()
             assert requeued == (1 if crash < MAX_ATTEMPTS else 0)
         status = store.status(poison)
@@ -100,8 +102,11 @@ def test_clean_stops_do_not_count_towards_the_crash_limit(tmp_path: Path) -> Non
         for _ in range(MAX_ATTEMPTS + 1):
             claim = store.claim_next()
             assert claim.job.id == job
+            assert store.start_run(job, claim.token, lease_seconds=30)
             store.release(job, claim.token)  # a clean stop mid-job
-        assert store.claim_next().job.id == job
+        claim = store.claim_next()
+        assert claim.job.id == job and claim.attempt == 1
+        assert store.start_run(job, claim.token, lease_seconds=30)
         assert store.requeue_running() == 1  # one crash: still re-queued
         assert store.status(job).status == "queued"
     finally:

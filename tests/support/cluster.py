@@ -210,6 +210,8 @@ class Cluster:
     step_seconds: float = 0.1
     step_count: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Variables for one named process only (a worker under libfaketime), kept across its restarts.
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
     processes: list[_Process] = field(default_factory=list)
     current: dict[str, _Process] = field(default_factory=dict)
     _store: JobStore | None = None
@@ -246,7 +248,8 @@ class Cluster:
                 break
             log = self.folder / f"{name}.{run}.log"
         with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, "-m", "img2vid", *args], env=self.env(), stdout=out, stderr=subprocess.STDOUT)
+            env = self.env(**self.process_env.get(name, {}))
+            popen = subprocess.Popen([sys.executable, "-m", "img2vid", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
         return popen, log
 
     def front_end(self, name: str, *, port: int | None = None) -> FrontEnd:
@@ -258,8 +261,11 @@ class Cluster:
         self.current[name] = process
         return process
 
-    def worker(self, name: str) -> WorkerProcess:
-        """Start ``img2vid worker --name name`` (returns at once; call ``wait_ready``)."""
+    def worker(self, name: str, *, env: dict[str, str] | None = None) -> WorkerProcess:
+        """Start ``img2vid worker --name name`` (returns at once; call ``wait_ready``); ``env``: variables
+        for this worker alone, kept for its restarts."""
+        if env is not None:
+            self.process_env[name] = env
         popen, log = self._spawn(name, ["worker", "--name", name, "--log-level", "INFO"])
         process = WorkerProcess(name=name, popen=popen, log=log)
         self.processes.append(process)

@@ -13,6 +13,7 @@ import typer
 
 from .. import __version__
 from .cancel import cancel
+from .db import db_app
 from .generate import generate
 from .keys import keys_app
 from .serve import serve
@@ -30,6 +31,7 @@ app.command(name="cancel")(cancel)
 app.command(name="serve")(serve)
 app.command(name="worker")(worker)
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 
 def _print_version(value: bool) -> None:

@@ -44,7 +44,7 @@ class Reconciler:
         self.top_up = top_up
         #: The name of the worker threads in this process (embedded mode), reported live at each pass.
         self.presence = presence
-        self._last_sweep = 0.0
+        self._last_sweep = -float("inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,16 +61,18 @@ class Reconciler:
         while not self._stop.wait(self.interval):
             self.run_once()
 
-    def run_once(self, now: float | None = None) -> None:
-        """One pass; each step is tried on its own, so a failing one does not stop the others."""
-        now = time.time() if now is None else now
+    def run_once(self) -> None:
+        """One pass; each step is tried on its own, so a failing one does not stop the others. Which leases
+        ran out and which results expired is the database's clock's to say; this process's clock only paces
+        the sweep."""
+        now = time.monotonic()
         if self.presence is not None:
             try:
                 self.store.worker_seen(self.presence)
             except Exception:  # noqa: BLE001 - try again next pass
                 log.debug("reconciler: presence write failed", exc_info=True)
         try:
-            requeued = self.store.requeue_expired(now=now, max_attempts=self.max_attempts, ttl=self.result_ttl)
+            requeued = self.store.requeue_expired(max_attempts=self.max_attempts, ttl=self.result_ttl)
             if requeued:
                 log.warning("re-queued %d job(s) whose worker stopped renewing its lease", requeued)
                 self.on_requeue("")
@@ -83,7 +85,7 @@ class Reconciler:
                 log.warning("reconciler: could not re-publish queued jobs (%s)", _why())
         if now - self._last_sweep >= self.sweep_interval:
             try:
-                removed = self.store.remove_expired(now)
+                removed = self.store.remove_expired()
                 self._last_sweep = now
                 if removed:
                     log.info("removed %d expired job(s)", removed)

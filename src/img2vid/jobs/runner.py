@@ -153,15 +153,23 @@ class JobRunner:
                 def progress(fraction: float | None, _text: str) -> None:
                     if fraction is None:
                         return
+                    first = lease.progress is None
                     lease.progress = max(0.0, min(0.99, float(fraction)))
-                    if time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
-                        lease.beat()  # a poll sees progress at once, not at the next timed heartbeat
+                    if first or time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
+                        # A poll sees progress at once, not at the next timed heartbeat: the first report
+                        # always, later ones when the last write is old enough.
+                        lease.beat()
 
                 def cancel() -> bool:
                     return lease.lost or self.stopping() or timed_out()
 
                 try:
                     request = VideoRequest(image=job.image, seed=job.seed, **job.params)
+                    # From here a lost run counts towards the job's attempts; a claim lost before this does not.
+                    if not self.store.start_run(job.id, claim.token, lease_seconds=self.options.lease_seconds):
+                        log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
+                        return "lost"
+                    lease.renewed = time.monotonic()
                     video = engine.generate(request, progress=progress, cancel=cancel)
                     data = video.to_bytes("mp4")
                 except CancelledError:

@@ -1,64 +1,47 @@
-"""The job store: jobs, their leases, API keys and live workers in one SQL database.
+"""The job store: one facade over the store's concerns, each the one owner of its SQL.
 
 SQLite (one file, one machine) by default; PostgreSQL when several front ends and workers share it. The
-store is the one truth: a job is written here before its id is returned, and every move of a job is one
-SQL statement whose WHERE clause states what must hold, so the row count says whether it happened. There is
-no read-then-write race and no state kept only in memory.
+store is the one truth (see :mod:`.queue` for the moves and the rules they keep). Its parts:
 
-The moves, each one guarded in SQL::
+- :mod:`.database`: the engine, transactions (``BEGIN IMMEDIATE`` on SQLite), the database's clock, the 503;
+- :mod:`.schema` and :mod:`.migrate`: the tables, and the Alembic revisions that alone change their shape;
+- :mod:`.queue`: admission and the queue's state machine (claims, leases, fencing, expiry);
+- :mod:`.apikeys`: API keys, as hashes; :mod:`.registry`: the workers' own heartbeats;
+- :mod:`.observe`: what operators watch.
 
-    queued ──claim──> running ──finish──> done
-      │                 │ ├──fail────> failed
-      │                 │ ├──release─> queued        (a clean stop: the attempt is given back)
-      │                 │ └──expire──> queued|failed (its lease ran out: the reconciler; failed past MAX_ATTEMPTS)
-      └──cancel──> cancelled <──cancel──┘
-
-A claim sets a lease: a token that only grows (per job), the worker's name, and an expiry. Every write a
-worker makes names its token (fencing): a write whose token is no longer current changes nothing, and the
-worker learns it has lost the job. The poll path reads only status columns, never the image or the result.
-This module must never store an API key in the clear (only its SHA-256 hash, as the key's id and each job's
-owner), and must never import FastAPI or torch: workers import it.
+:class:`JobStore` opens the database, brings its schema to the newest revision (behind the schema lock,
+so many processes starting at once upgrade once), and is every part at once (it inherits their methods),
+which is what the server, the dispatchers and the worker call. It holds no SQL of its own, and must never
+import FastAPI or torch: workers import it.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    case,
-    create_engine,
-    delete,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-    true,
-    tuple_,
-    update,
-)
-from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ..errors import CANCELLED_HTTP_STATUS, QueueFullError, StoreUnavailableError, TooManyJobsError
+from . import migrate
+from .apikeys import ApiKeyRow, ApiKeys
+from .database import Database, db_now, store_unavailable
+from .observe import QueueWatch
+from .queue import (
+    ACTIVE,
+    CANCELLED,
+    DONE,
+    FAILED,
+    IDEMPOTENCY_SECONDS,
+    MAX_ATTEMPTS,
+    MAX_CLAIMS,
+    QUEUED,
+    RUNNING,
+    STATES,
+    Claim,
+    JobInput,
+    JobQueue,
+    JobResult,
+    JobStatus,
+)
+from .registry import WorkerRegistry
+from .schema import api_keys, jobs, workers
 
 __all__ = [
     "JobStore",
@@ -75,629 +58,42 @@ __all__ = [
     "STATES",
     "ACTIVE",
     "MAX_ATTEMPTS",
+    "MAX_CLAIMS",
+    "IDEMPOTENCY_SECONDS",
+    "db_now",
     "store_unavailable",
+    "jobs",
+    "api_keys",
+    "workers",
 ]
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
-#: States that count against a key's quota and the server's queue cap.
-ACTIVE = (QUEUED, RUNNING)
-#: How many times a job may be claimed and lost (its worker or server died) before it is failed.
-MAX_ATTEMPTS = 3
-#: The PostgreSQL advisory lock that makes creating and upgrading the tables one process at a time.
-_SCHEMA_LOCK = 0x1D2F1D00
-#: How long an Idempotency-Key keeps naming its first job.
-IDEMPOTENCY_SECONDS = 24 * 3600.0
-#: Columns earlier versions wrote and nothing reads: ``route`` (either route generation fetches any job).
-_RETIRED_COLUMNS = ("route",)
 
-metadata = MetaData()
+class JobStore(JobQueue, ApiKeys, WorkerRegistry, QueueWatch):
+    """Jobs, leases, keys and workers over one database with a connection pool: each part's methods, whose
+    SQL stays in its own module, on one object.
 
-jobs = Table(
-    "jobs",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(64), nullable=False, index=True),
-    Column("status", String(16), nullable=False, index=True),
-    Column("progress", Float, nullable=False, default=0.0),
-    Column("params", Text, nullable=False),
-    Column("image", LargeBinary, nullable=True),
-    Column("seed", BigInteger, nullable=False),
-    Column("result", LargeBinary, nullable=True),
-    Column("finish_reason", String(32), nullable=True),
-    Column("error_status", Integer, nullable=True),
-    Column("error_name", String(64), nullable=True),
-    Column("error_message", Text, nullable=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", Float, nullable=False, index=True),
-    Column("started_at", Float, nullable=True),
-    Column("finished_at", Float, nullable=True),
-    Column("expires_at", Float, nullable=True, index=True),
-    # Fair turns: jobs start in (turn, created_at) order; see JobStore.add_job.
-    Column("turn", BigInteger, nullable=False, default=0),
-    # The lease: whose the running job is, until when, and the token every worker write must name.
-    Column("lease_token", BigInteger, nullable=False, default=0),
-    Column("lease_expires", Float, nullable=True),
-    Column("worker", String(200), nullable=True),
-    Column("idempotency_key", String(200), nullable=True),
-    Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
-    Index("ix_jobs_queue_order", "status", "turn", "created_at"),
-)
-
-api_keys = Table(
-    "api_keys",
-    metadata,
-    Column("key_hash", String(64), primary_key=True),
-    Column("name", String(128), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("revoked_at", Float, nullable=True),
-)
-
-workers = Table(
-    "workers",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("started_at", Float, nullable=False),
-    Column("last_seen", Float, nullable=False, index=True),
-)
-
-_STATUS_COLUMNS = (
-    jobs.c.id,
-    jobs.c.owner,
-    jobs.c.status,
-    jobs.c.progress,
-    jobs.c.started_at,
-    jobs.c.expires_at,
-    jobs.c.error_status,
-    jobs.c.error_name,
-    jobs.c.error_message,
-    jobs.c.turn,
-    jobs.c.created_at,
-)
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What the poll path needs, without any blob."""
-
-    id: str
-    owner: str
-    status: str
-    progress: float
-    started_at: float | None
-    expires_at: float | None
-    error_status: int | None
-    error_name: str | None
-    error_message: str | None
-    turn: int = 0
-    created_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """A finished job's video and how it finished."""
-
-    video: bytes
-    seed: int
-    finish_reason: str
-
-
-@dataclass(frozen=True)
-class JobInput:
-    """Everything a worker needs to run a job; the result is a function of these alone."""
-
-    id: str
-    image: bytes
-    seed: int
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job a worker holds: its inputs and the lease token that every write about it must name."""
-
-    job: JobInput
-    token: int
-    attempt: int
-
-
-@dataclass(frozen=True)
-class ApiKeyRow:
-    key_hash: str
-    name: str
-    created_at: float
-    revoked_at: float | None
-
-    @property
-    def key_id(self) -> str:
-        """A short, non-secret handle to show and revoke by (the start of the hash)."""
-        return self.key_hash[:12]
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the poll path read while a worker writes; NORMAL sync survives a killed process (not a
-    # power cut), which is the durability this store promises.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _ended(status: str, *, ttl: float, now: float | None = None, **columns: Any) -> dict[str, Any]:
-    """The columns of a job that reached an end state: kept ``ttl`` seconds; the input image is dropped."""
-    now = time.time() if now is None else now
-    return {
-        "status": status,
-        "image": None,
-        "finished_at": now,
-        "expires_at": now + ttl,
-        "lease_expires": None,
-        **columns,
-    }
-
-
-def _failed(*, status: int, name: str, message: str, ttl: float) -> dict[str, Any]:
-    return _ended(FAILED, ttl=ttl, error_status=status, error_name=name, error_message=message)
-
-
-def store_unavailable(error: BaseException) -> bool:
-    """Whether a database error means the store cannot be reached or written now (503), as opposed to a bug."""
-    if isinstance(error, OperationalError):
-        return True
-    if isinstance(error, DBAPIError):
-        return bool(error.connection_invalidated) or "readonly" in str(error.orig).lower().replace(" ", "")
-    return False
-
-
-class JobStore:
-    """Jobs, leases, keys and workers over one SQLAlchemy engine with a connection pool.
-
-    Every public method is one transaction. A database that cannot be reached or written raises
-    :class:`StoreUnavailableError` (503 ``store_unavailable``) within a couple of seconds, never a driver error.
+    Every method is one transaction. A database that cannot be reached or written raises
+    :class:`~img2vid.errors.StoreUnavailableError` (503 ``store_unavailable``) within a couple of seconds,
+    never a driver error. ``upgrade=False`` opens a store without touching its schema.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 2.0) -> None:
-        self.url = url
-        options: dict[str, Any] = {"pool_pre_ping": False}
-        if url.startswith("sqlite"):
-            options["connect_args"] = {"check_same_thread": False, "timeout": 10}
-            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
-                options.update(pool_size=pool_size, max_overflow=pool_size)
-        else:
-            # A stopped PostgreSQL must cost a submit at most ~2 s before its 503, not the driver's minutes.
-            options.update(
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_pre_ping=True,
-                pool_timeout=connect_timeout,
-                connect_args={"connect_timeout": max(1, int(connect_timeout))},
-            )
-        self.engine: SqlEngine = create_engine(url, **options)
-        self.is_sqlite = url.startswith("sqlite")
-        if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self._begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Front ends and workers often start together on a new database: without this lock two of
-                # them both find a table missing, both create it, and one fails on PostgreSQL's catalog
-                # (duplicate key in pg_type). The lock is held until this transaction ends.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-            metadata.create_all(conn)
-            self._upgrade_jobs_table(conn)
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 2.0, upgrade: bool = True) -> None:
+        db = Database(url, pool_size=pool_size, connect_timeout=connect_timeout)
+        if upgrade:
+            # Front ends and workers often start together on a new or old database: the upgrade holds the
+            # schema lock, so one of them upgrades and the others find the store current.
+            with db.guard():
+                migrate.upgrade(db.engine)
+        for part in (JobQueue, ApiKeys, WorkerRegistry, QueueWatch):
+            part.__init__(self, db)
 
-    def _upgrade_jobs_table(self, conn: Connection) -> None:
-        """A store written by an earlier img2vid lacks the newer columns: add them (every new column has a
-        default or is nullable), so upgrading keeps every job and key; and drop the retired ones, whose
-        NOT NULL would refuse every new job."""
-        present = {column["name"] for column in inspect(conn).get_columns("jobs")}
-        for retired in _RETIRED_COLUMNS:
-            if retired in present:
-                conn.execute(text(f"ALTER TABLE jobs DROP COLUMN {retired}"))
-        for column in jobs.columns:
-            if column.name in present:
-                continue
-            kind = column.type.compile(dialect=conn.dialect)
-            default = column.default.arg if column.default is not None and not callable(column.default.arg) else None
-            suffix = f" NOT NULL DEFAULT {int(default)}" if default is not None else ""
-            conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {column.name} {kind}{suffix}"))
-        for index in jobs.indexes:
-            index.create(conn, checkfirst=True)
+    @property
+    def url(self) -> str:
+        return self.db.url
+
+    @property
+    def engine(self) -> SqlEngine:
+        return self.db.engine
 
     def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except (OperationalError, DBAPIError) as error:
-            if store_unavailable(error):
-                raise StoreUnavailableError(
-                    "the job store cannot be reached or written right now; nothing was recorded, so "
-                    "sending the request again later is safe",
-                    retry_after=5,
-                ) from error
-            raise
-
-    @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        with self._guard(), self.engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        with self._guard(), self.engine.connect() as conn:
-            yield conn
-
-    # ------------------------------------------------------------------ submit
-
-    def add_job(
-        self,
-        *,
-        owner: str,
-        image: bytes,
-        seed: int,
-        params: dict[str, Any],
-        idempotency_key: str | None = None,
-        max_per_owner: int | None = None,
-        max_active: int | None = None,
-    ) -> tuple[str, bool]:
-        """Write a queued job; return its id and whether it is new. The row is committed when this returns.
-
-        With an ``idempotency_key`` the owner used for a job in the last 24 hours, that job's id is
-        returned and nothing is written (the unique index decides, so two front ends racing on one key
-        make one job). ``max_per_owner`` and ``max_active`` bound the queued and running jobs of this owner
-        and of everyone (:class:`TooManyJobsError`, :class:`QueueFullError`).
-
-        Fair turns: a job's turn is one past its owner's latest active turn, but never before the turn now
-        being served, so a key with many waiting jobs holds back another key's first job by at most one
-        job per worker; jobs start in (turn, created_at) order.
-        """
-        now = time.time()
-        if idempotency_key is not None:
-            existing = self._job_for_idempotency_key(owner, idempotency_key, now)
-            if existing is not None:
-                return existing, False
-        job_id = secrets.token_hex(32)
-        try:
-            with self._begin() as conn:
-                if max_per_owner is not None or max_active is not None:
-                    self._check_caps(conn, owner, max_per_owner, max_active)
-                conn.execute(
-                    jobs.insert().values(
-                        id=job_id,
-                        owner=owner,
-                        status=QUEUED,
-                        progress=0.0,
-                        params=json.dumps(params, sort_keys=True),
-                        image=image,
-                        seed=seed,
-                        attempts=0,
-                        created_at=now,
-                        turn=self._next_turn(conn, owner),
-                        lease_token=0,
-                        idempotency_key=idempotency_key,
-                    )
-                )
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = self._job_for_idempotency_key(owner, idempotency_key, now)
-            if existing is None:
-                raise
-            return existing, False
-        return job_id, True
-
-    def _job_for_idempotency_key(self, owner: str, key: str, now: float) -> str | None:
-        with self._begin() as conn:
-            row = conn.execute(
-                select(jobs.c.id, jobs.c.created_at).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
-            ).first()
-            if row is None:
-                return None
-            if row[1] >= now - IDEMPOTENCY_SECONDS:
-                return str(row[0])
-            # Older than a day: the key is free again (the old job keeps its result until it expires).
-            conn.execute(update(jobs).where(jobs.c.id == row[0]).values(idempotency_key=None))
-        return None
-
-    @staticmethod
-    def _check_caps(conn: Connection, owner: str, max_per_owner: int | None, max_active: int | None) -> None:
-        total, mine = conn.execute(
-            select(func.count(), func.coalesce(func.sum(case((jobs.c.owner == owner, 1), else_=0)), 0)).where(
-                jobs.c.status.in_(ACTIVE)
-            )
-        ).one()
-        if max_active is not None and total >= max_active:
-            raise QueueFullError(
-                f"the server's queue is full: {total} jobs are queued or running (the limit is {max_active}); "
-                "try again in a minute",
-                retry_after=30,
-            )
-        if max_per_owner is not None and mine >= max_per_owner:
-            raise TooManyJobsError(
-                f"this key already has {mine} jobs queued or running (the limit is {max_per_owner}); "
-                "wait for one to finish, or cancel one",
-                retry_after=10,
-            )
-
-    @staticmethod
-    def _next_turn(conn: Connection, owner: str) -> int:
-        mine = conn.execute(
-            select(func.max(jobs.c.turn)).where(jobs.c.owner == owner, jobs.c.status.in_(ACTIVE))
-        ).scalar()
-        # The turn now being served: the latest running job's, else the first queued one's.
-        serving = conn.execute(select(func.max(jobs.c.turn)).where(jobs.c.status == RUNNING)).scalar()
-        if serving is None:
-            serving = conn.execute(select(func.min(jobs.c.turn)).where(jobs.c.status == QUEUED)).scalar() or 0
-        return max(int(serving), -1 if mine is None else int(mine) + 1)
-
-    # ------------------------------------------------------------------ polling
-
-    def status(self, job_id: str) -> JobStatus | None:
-        """The job's status columns (no blobs), or None."""
-        with self._connect() as conn:
-            row = conn.execute(select(*_STATUS_COLUMNS).where(jobs.c.id == job_id)).first()
-        return None if row is None else JobStatus(*row)
-
-    def queue_position(self, status: JobStatus) -> int:
-        """0 for a running job; else 1 + the queued jobs that start before it (its real turn)."""
-        if status.status != QUEUED:
-            return 0
-        with self._connect() as conn:
-            ahead = conn.execute(
-                select(func.count()).where(
-                    jobs.c.status == QUEUED,
-                    tuple_(jobs.c.turn, jobs.c.created_at, jobs.c.id)
-                    < tuple_(status.turn, status.created_at, status.id),
-                )
-            ).scalar()
-        return int(ahead or 0) + 1
-
-    def result(self, job_id: str) -> JobResult | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                select(jobs.c.result, jobs.c.seed, jobs.c.finish_reason).where(
-                    jobs.c.id == job_id, jobs.c.status == DONE
-                )
-            ).first()
-        if row is None or row[0] is None:
-            return None
-        return JobResult(video=bytes(row[0]), seed=int(row[1]), finish_reason=row[2] or "SUCCESS")
-
-    def cancel(self, job_id: str, owner: str, *, ttl: float) -> str | None:
-        """Cancel the owner's job: ``"cancelled"`` (now, or it already was), ``"finished"`` (too late: it
-        is done or failed), or None (no such job for this owner). A running job's worker learns it at its
-        next heartbeat, whose fenced write no longer matches, and stops its engine."""
-        columns = _ended(
-            CANCELLED,
-            ttl=ttl,
-            error_status=CANCELLED_HTTP_STATUS,
-            error_name="cancelled",
-            error_message="the job was cancelled by its owner",
-        )
-        with self._begin() as conn:
-            moved = conn.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.status.in_(ACTIVE)).values(**columns)
-            )
-            if moved.rowcount == 1:
-                return CANCELLED
-            row = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.owner == owner)).first()
-        if row is None:
-            return None
-        return CANCELLED if row[0] == CANCELLED else "finished"
-
-    # ------------------------------------------------------------------ workers' moves (fenced)
-
-    def claim_next(self, worker: str = "embedded", *, lease_seconds: float = 30.0) -> Claim | None:
-        """Take the next job in fair order: mark it running under a new lease; None when nothing is queued.
-
-        PostgreSQL skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``); on SQLite the write
-        lock serialises claims. Either way the conditional update makes a double claim impossible.
-        """
-        while True:
-            with self._begin() as conn:
-                query = (
-                    select(jobs.c.id)
-                    .where(jobs.c.status == QUEUED)
-                    .order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id)
-                    .limit(1)
-                )
-                if not self.is_sqlite:
-                    query = query.with_for_update(skip_locked=True)
-                row = conn.execute(query).first()
-                if row is None:
-                    return None
-                now = time.time()
-                claimed = conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == row[0], jobs.c.status == QUEUED)
-                    .values(
-                        status=RUNNING,
-                        started_at=now,
-                        progress=0.0,
-                        attempts=jobs.c.attempts + 1,
-                        lease_token=jobs.c.lease_token + 1,
-                        lease_expires=now + lease_seconds,
-                        worker=worker,
-                    )
-                    .returning(jobs.c.image, jobs.c.seed, jobs.c.params, jobs.c.lease_token, jobs.c.attempts)
-                ).first()
-                if claimed is None:
-                    continue
-            job = JobInput(id=row[0], image=bytes(claimed[0]), seed=int(claimed[1]), params=json.loads(claimed[2]))
-            return Claim(job=job, token=int(claimed[3]), attempt=int(claimed[4]))
-
-    def _fenced(self, job_id: str, token: int) -> Any:
-        return and_(jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token)
-
-    def heartbeat(self, job_id: str, token: int, *, progress: float | None, lease_seconds: float) -> bool:
-        """Extend the lease (and write progress); False when the job is no longer this lease's (cancelled,
-        or its lease expired and it was handed on): the worker must then stop and drop it."""
-        values: dict[str, Any] = {"lease_expires": time.time() + lease_seconds}
-        if progress is not None:
-            values["progress"] = progress
-        with self._begin() as conn:
-            return conn.execute(update(jobs).where(self._fenced(job_id, token)).values(**values)).rowcount == 1
-
-    def finish(self, job_id: str, token: int, *, video: bytes, seed: int, finish_reason: str, ttl: float) -> bool:
-        """Store the result and mark the job done in one transaction, if the lease is still this one."""
-        with self._begin() as conn:
-            done = conn.execute(
-                update(jobs)
-                .where(self._fenced(job_id, token))
-                .values(**_ended(DONE, ttl=ttl, progress=1.0, result=video, seed=seed, finish_reason=finish_reason))
-            )
-        return done.rowcount == 1
-
-    def fail(self, job_id: str, token: int, *, status: int, name: str, message: str, ttl: float) -> bool:
-        with self._begin() as conn:
-            done = conn.execute(
-                update(jobs)
-                .where(self._fenced(job_id, token))
-                .values(**_failed(status=status, name=name, message=message, ttl=ttl))
-            )
-        return done.rowcount == 1
-
-    def release(self, job_id: str, token: int) -> bool:
-        """Give a held job back to the queue (a clean stop mid-job): the attempt does not count."""
-        with self._begin() as conn:
-            done = conn.execute(
-                update(jobs)
-                .where(self._fenced(job_id, token))
-                .values(status=QUEUED, progress=0.0, attempts=jobs.c.attempts - 1, lease_expires=None)
-            )
-        return done.rowcount == 1
-
-    # ------------------------------------------------------------------ reconciling
-
-    def requeue_running(self, *, max_attempts: int = MAX_ATTEMPTS, ttl: float = 24 * 3600) -> int:
-        """At the start of a server that owns its store alone (embedded mode): every job a crash left running
-        goes back in the queue. Returns how many. Never used when workers share the store."""
-        return self._requeue(true(), max_attempts, ttl)
-
-    def requeue_expired(self, *, now: float | None = None, max_attempts: int = MAX_ATTEMPTS, ttl: float = 24 * 3600) -> int:
-        """Jobs whose lease ran out (their worker died or stalled) go back in the queue, or fail past
-        ``max_attempts``. Safe to run from many processes at once."""
-        now = time.time() if now is None else now
-        return self._requeue(and_(jobs.c.lease_expires.is_not(None), jobs.c.lease_expires < now), max_attempts, ttl)
-
-    def _requeue(self, which: Any, max_attempts: int, ttl: float) -> int:
-        message = (
-            f"the job was started {max_attempts} times and each time its worker stopped unexpectedly "
-            "(crashed, was killed or lost the store), so it was not run again"
-        )
-        with self._begin() as conn:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.status == RUNNING, which, jobs.c.attempts >= max_attempts)
-                .values(**_failed(status=500, name="internal_error", message=message, ttl=ttl))
-            )
-            result = conn.execute(
-                update(jobs)
-                .where(jobs.c.status == RUNNING, which)
-                .values(status=QUEUED, progress=0.0, lease_expires=None)
-            )
-        return int(result.rowcount or 0)
-
-    def queued_ids(self, limit: int) -> list[str]:
-        """The first ``limit`` queued jobs in the order they will start."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id).limit(limit)
-            ).all()
-        return [str(row[0]) for row in rows]
-
-    def remove_expired(self, now: float | None = None) -> int:
-        now = time.time() if now is None else now
-        with self._begin() as conn:
-            result = conn.execute(delete(jobs).where(jobs.c.expires_at.is_not(None), jobs.c.expires_at < now))
-        return int(result.rowcount or 0)
-
-    # ------------------------------------------------------------------ what operators watch
-
-    def counts(self) -> dict[str, int]:
-        """Jobs by state (every state present, zero when none)."""
-        with self._connect() as conn:
-            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
-        found = {state: 0 for state in STATES}
-        found.update({status: int(count) for status, count in rows})
-        return found
-
-    def oldest_queued_age(self, now: float | None = None) -> float:
-        now = time.time() if now is None else now
-        with self._connect() as conn:
-            oldest = conn.execute(select(func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)).scalar()
-        return 0.0 if oldest is None else max(0.0, now - float(oldest))
-
-    def outcomes_by_worker(self) -> dict[tuple[str, str], int]:
-        """(worker, end state) -> jobs still in the store, for done, failed and cancelled jobs a worker ran."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                select(jobs.c.worker, jobs.c.status, func.count())
-                .where(jobs.c.worker.is_not(None), jobs.c.status.in_((DONE, FAILED, CANCELLED)))
-                .group_by(jobs.c.worker, jobs.c.status)
-            ).all()
-        return {(str(worker), str(status)): int(count) for worker, status, count in rows}
-
-    def durations(self) -> list[float]:
-        """Seconds from start to end of the finished jobs still in the store."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                select(jobs.c.finished_at - jobs.c.started_at).where(
-                    jobs.c.status == DONE, jobs.c.started_at.is_not(None), jobs.c.finished_at.is_not(None)
-                )
-            ).all()
-        return [float(row[0]) for row in rows]
-
-    def worker_seen(self, name: str) -> None:
-        """A worker's own heartbeat (live workers are those seen within a lease)."""
-        now = time.time()
-        with self._begin() as conn:
-            if conn.execute(update(workers).where(workers.c.name == name).values(last_seen=now)).rowcount == 0:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(workers.insert().values(name=name, started_at=now, last_seen=now))
-                except IntegrityError:
-                    conn.execute(update(workers).where(workers.c.name == name).values(last_seen=now))
-
-    def live_workers(self, within: float, now: float | None = None) -> list[str]:
-        now = time.time() if now is None else now
-        with self._connect() as conn:
-            rows = conn.execute(select(workers.c.name).where(workers.c.last_seen >= now - within)).all()
-        return sorted(str(row[0]) for row in rows)
-
-    # ------------------------------------------------------------------ keys
-
-    def add_key(self, key_hash: str, name: str) -> ApiKeyRow:
-        row = ApiKeyRow(key_hash=key_hash, name=name, created_at=time.time(), revoked_at=None)
-        with self._begin() as conn:
-            conn.execute(api_keys.insert().values(key_hash=key_hash, name=name, created_at=row.created_at))
-        return row
-
-    def key_is_active(self, key_hash: str) -> bool:
-        with self._connect() as conn:
-            row = conn.execute(select(api_keys.c.revoked_at).where(api_keys.c.key_hash == key_hash)).first()
-        return row is not None and row[0] is None
-
-    def list_keys(self) -> list[ApiKeyRow]:
-        with self._connect() as conn:
-            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
-        return [ApiKeyRow(*row) for row in rows]
-
-    def revoke_key(self, key_id_or_name: str) -> list[ApiKeyRow]:
-        """Revoke the active keys whose id (hash prefix, at least 8 characters) or name matches."""
-        token = key_id_or_name.strip()
-        matches = [
-            row
-            for row in self.list_keys()
-            if row.revoked_at is None and (row.name == token or (len(token) >= 8 and row.key_hash.startswith(token)))
-        ]
-        if matches:
-            now = time.time()
-            with self._begin() as conn:
-                for row in matches:
-                    conn.execute(update(api_keys).where(api_keys.c.key_hash == row.key_hash).values(revoked_at=now))
-        return matches
+        self.db.close()

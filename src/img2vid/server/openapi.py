@@ -7,8 +7,8 @@ removes what FastAPI adds by habit:
   (``frames``, ``steps``, ``decode_chunk_size``), with the cap's variable named;
 - the image rules (types, sizes, the upload limit) and the rule that an empty field means its default
   (said in words: a type union with the empty string would make every generated client's field a union);
-- no 422 "Validation Error" answer: the server maps every validation problem to a 400 with the error body,
-  so a 422 never comes from it;
+- no 422 "Validation Error" answer: the server maps every validation problem to a 400 with the error body;
+  its one 422 (``idempotency_key_reused``, a reused Idempotency-Key) is declared on the start routes;
 - with auth off (``--no-auth``), no security requirement.
 
 The error answers themselves are declared on the routes (:data:`ERROR_ANSWERS`), so each route lists the
@@ -31,6 +31,7 @@ from .uploads import FORM_FIELDS, GENERATION_DEFAULTS
 __all__ = [
     "ErrorAnswer",
     "ERROR_ANSWERS",
+    "IDEMPOTENCY_HEADER",
     "HEALTH_ANSWERS",
     "METRICS_ANSWERS",
     "error_answers",
@@ -59,12 +60,29 @@ ERROR_ANSWERS: dict[int, str] = {
     409: "The job already finished (conflict): its result or its error can be fetched.",
     410: "The job was cancelled by its owner (cancelled).",
     413: "The request is larger than the upload limit (payload_too_large).",
+    422: "The Idempotency-Key was already used in the last 24 hours with a different request (another image, "
+    "route generation or field value): idempotency_key_reused, naming the key. The same request again answers "
+    "the first job's id.",
     429: "Too many requests (rate_limited: per key, or wrong keys from one address) or too many jobs waiting "
     "for this key (too_many_jobs). Retry-After says when to try again.",
     500: "The server or the engine failed (internal_error; out_of_memory when the device ran out of memory, "
     "model_error when the model cannot be loaded); the error id is in the server's log.",
     503: "The server cannot take the request now: the job store does not answer (store_unavailable) or the "
     "queue is full (queue_full). Nothing was accepted; sending again later is safe.",
+}
+
+
+#: The start routes' optional ``Idempotency-Key`` header: 1 to 200 printable ASCII characters, no spaces at
+#: either end (HTTP strips them).
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retried start safe: the same key with the same request (route generation, image and "
+    "every field) within 24 hours answers the first job's id instead of making another job; the same key with a "
+    "different request is a 422 (idempotency_key_reused). Keys are per API key. 1 to 200 printable ASCII "
+    "characters (more, fewer or others are a 400).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]([ -~]*[!-~])?$"},
 }
 
 
@@ -190,7 +208,9 @@ def _refine(document: dict[str, Any], settings: ServerSettings) -> dict[str, Any
     document.setdefault("info", {})["description"] = _overview(settings)
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if responses.get("422", {}).get("description") == "Validation Error":  # FastAPI's, never answered
+                responses.pop("422")
             if not settings.auth:
                 operation.pop("security", None)
             form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,12 +18,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..errors import ConflictError, IdempotencyKeyReusedError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from ..jobs.store import CANCELLED, DONE, FAILED, JobStatus
 from .deps import OwnerDep, StateDep
 from .errors import error_body
-from .openapi import error_answers, form_schema
-from .uploads import build_request, check_fields, read_submit
+from .openapi import IDEMPOTENCY_HEADER, error_answers, form_schema
+from .uploads import build_request, check_fields, read_submit, request_fingerprint
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
 
@@ -57,7 +56,7 @@ class JsonVideoAnswer(BaseModel):
     seed: int
 
 
-_SUBMIT_ERRORS = error_answers(400, 401, 413, 429, 500, 503)
+_SUBMIT_ERRORS = error_answers(400, 401, 413, 422, 429, 500, 503)
 _RESULT_ERRORS = error_answers(400, 401, 403, 404, 410, 429, 500, 503)
 _CANCEL_ERRORS = error_answers(401, 404, 409, 429, 503)
 
@@ -83,7 +82,7 @@ def wants_json(accept: str | None) -> bool:
     return "application/json" in types and not any(t.startswith("video/") for t in types)
 
 
-#: The longest an Idempotency-Key may be.
+#: The longest an Idempotency-Key may be (the OpenAPI document says the same: openapi.IDEMPOTENCY_HEADER).
 _IDEMPOTENCY_KEY_MAX = 200
 
 
@@ -92,7 +91,7 @@ def _retry_after(status: JobStatus, position: int, default: int, ceiling: int) -
     if position > 0:
         return int(min(ceiling, default * position))
     if status.started_at is not None and status.progress > 0.02:
-        elapsed = time.time() - status.started_at
+        elapsed = status.now - status.started_at  # both the database's clock
         left = elapsed * (1.0 - status.progress) / status.progress
         return int(max(1, min(ceiling, round(left))))
     return min(default, ceiling)
@@ -113,7 +112,7 @@ def _idempotency_key(request: Request) -> str | None:
 def _visible(status: JobStatus | None, owner: str) -> JobStatus:
     if status is None or status.owner != owner:
         raise _not_found()
-    if status.expires_at is not None and status.expires_at < time.time():
+    if status.expired:  # by the database's clock, as the sweep that will remove it
         raise _not_found()
     return status
 
@@ -123,18 +122,31 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
 
     async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
         settings = state.settings
-        image, fields = await read_submit(request, limit=settings.max_upload_bytes)
-        seed, params = check_fields(fields, generation, settings.cost_caps())
-        job = await run_in_threadpool(
-            build_request, image, seed, params, any_size=settings.any_size, max_pixels=settings.max_pixels
-        )
+        idempotency_key = _idempotency_key(request)
+        try:
+            image, fields = await read_submit(request, limit=settings.max_upload_bytes)
+            seed, params = check_fields(fields, generation, settings.cost_caps())
+            job = await run_in_threadpool(
+                build_request, image, seed, params, any_size=settings.any_size, max_pixels=settings.max_pixels
+            )
+        except PayloadTooLargeError:
+            raise
+        except InvalidInputError:
+            # A key that already names a job came with a request that job's could not have been (it was
+            # accepted): say the key was reused rather than what is wrong with the new request.
+            if idempotency_key is not None and await run_in_threadpool(
+                state.store.job_for_idempotency_key, owner, idempotency_key
+            ):
+                raise IdempotencyKeyReusedError.for_key(idempotency_key) from None
+            raise
         job_id, created = await run_in_threadpool(
             state.store.add_job,
             owner=owner,
             image=image,
             seed=job.seed,
             params=job.options(),
-            idempotency_key=_idempotency_key(request),
+            idempotency_key=idempotency_key,
+            fingerprint=None if idempotency_key is None else request_fingerprint(generation, image, fields),
             max_per_owner=settings.max_queued_per_key,
             max_active=settings.max_queued,
         )
@@ -205,7 +217,7 @@ for _generation, _prefix in GENERATIONS.items():
         tags=[_generation],
         name=f"{_generation}_start",
         summary="Start an image-to-video job",
-        openapi_extra=form_schema(_generation),
+        openapi_extra={**form_schema(_generation), "parameters": [IDEMPOTENCY_HEADER]},
     )
     router.add_api_route(
         _prefix + "/result/{id}",

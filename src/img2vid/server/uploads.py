@@ -16,6 +16,8 @@ in memory, and never let a Pillow or multipart exception escape as anything but 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -51,6 +53,7 @@ __all__ = [
     "parse_form_number",
     "build_request",
     "sniff_image_type",
+    "request_fingerprint",
 ]
 
 #: The documented defaults of each route generation (v2alpha's were 2.5 and 40).
@@ -211,6 +214,16 @@ def check_fields(
         # Chosen and stored at submit, so a job re-run after a crash makes the same video.
         seed = secrets.randbelow(MAX_SEED) + 1
     return seed, params
+
+
+def request_fingerprint(generation: str, image: bytes, fields: Mapping[str, Any]) -> str:
+    """SHA-256 of a submit as its client sent it: the route generation, the image bytes and every field's
+    value (read as the protocol's number, so ``1.8`` and ``1.80`` are one request; an empty field is an
+    absent one). Kept with the job, so an Idempotency-Key that comes again with another request is told apart
+    from a retry. Call it after :func:`check_fields` accepted the fields."""
+    given = {name: parse_form_number(name, fields[name]) for name in FORM_FIELDS if fields.get(name) not in (None, "")}
+    text = json.dumps({"generation": generation, "image": hashlib.sha256(image).hexdigest(), "fields": given}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sniff_image_type(data: bytes) -> str | None:
