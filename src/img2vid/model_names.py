@@ -22,7 +22,7 @@ from typing import Any
 from .errors import ModelError
 from .families import SHORT_NAMES, SVD, TINY_FAMILIES, Family, families_text, family_for_pipeline, family_for_short_name
 
-__all__ = ["ModelRef", "identify_model", "family_of_folder", "read_model_index", "describe_model", "TINY_NAME"]
+__all__ = ["ModelRef", "identify_model", "family_of_folder", "read_model_index", "describe_model", "is_hub_id", "TINY_NAME"]
 
 #: SVD's tiny random model (``tiny-<family>`` names the others).
 TINY_NAME = "tiny"
@@ -43,6 +43,11 @@ class ModelRef:
     family: Family | None
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether a name has a hub id's shape (``owner/repo``), whatever is on disk."""
+    return bool(_HUB_ID.match(name)) and not name.startswith((".", "~", "/"))
+
+
 def describe_model(model: str) -> str:
     """What kind of model name this is: ``tiny``, ``folder``, ``checkpoint``, ``hub`` or ``path``."""
     if model == TINY_NAME:
@@ -52,7 +57,7 @@ def describe_model(model: str) -> str:
         return "folder"
     if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin") or path.is_file():
         return "checkpoint"
-    if _HUB_ID.match(model) and not model.startswith((".", "~", "/")):
+    if is_hub_id(model):
         return "hub"
     return "path"
 

@@ -20,7 +20,6 @@ the model lookup, and never let the lookup fail or block the node.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any
 
 from ..config import ENV_BASE_URL, is_stability_url, load_config, mask_url_password
 from ..families import FAMILIES, SHORT_NAMES, SVD, TINY_PREFIX, Family, family_for_pipeline, family_for_short_name
+from ..model_names import TINY_NAME, is_hub_id, read_model_index
 
 __all__ = [
     "HUB_DEFAULT",
@@ -54,15 +54,11 @@ __all__ = [
 
 log = logging.getLogger("img2vid.comfy")
 
-#: The local engine's default model (SVD-XT on the hub); the same as ``img2vid.engines.local.DEFAULT_MODEL``,
-#: written out here because importing the local engine imports torch.
-HUB_DEFAULT = "stabilityai/stable-video-diffusion-img2vid-xt"
-#: The tiny random SVD (``img2vid.engines.local.tiny.TINY_NAME``, written out for the same reason).
-TINY_NAME = "tiny"
+#: The local engine's default model (SVD-XT on the hub), from the family table as the engine takes it.
+HUB_DEFAULT = SVD.hub_repo
 
 #: How a checkpoint file's name says it is Stable Video Diffusion (svd.safetensors, svd_xt_1_1.safetensors …).
 _SVD_NAME = re.compile(r"svd|stable[-_ ]?video", re.IGNORECASE)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: A server's model name worth listing: printable, short, no path tricks for a combo entry.
 _SERVER_NAME = re.compile(r"^[\w./:@+-][\w ./:@+-]{0,199}$")
 
@@ -149,17 +145,9 @@ def _checkpoint_file(name: str) -> str | None:
 def _folder_family(folder: Path) -> Family | None:
     """A diffusers folder's family from its ``model_index.json`` (the engine reads it the same way);
     ``None`` where the index says nothing img2vid knows (the engine then gives its own error)."""
-    try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(index, dict):
-        return None
-    name = index.get("_class_name")
-    if not isinstance(name, str):
+    name, settings, components = read_model_index(folder)
+    if name is None:
         return SVD  # as the engine: a folder without a pipeline name is taken for SVD's parts
-    components = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
-    settings = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
     return family_for_pipeline(name, settings, components)
 
 
@@ -331,7 +319,7 @@ def resolve_choice(model: str | None) -> ModelChoice:
     checkpoint = _checkpoint_file(name)
     if checkpoint is not None:
         return ModelChoice(name, False, checkpoint, SVD, named)
-    if named is None and not _HUB_ID.match(name):
+    if named is None and not is_hub_id(name):
         path = Path(name).expanduser()
         if path.exists():  # a path on this machine, given through the API
             return ModelChoice(name, False, str(path), _folder_family(path) if path.is_dir() else SVD, None)
@@ -340,7 +328,7 @@ def resolve_choice(model: str | None) -> ModelChoice:
 
 def is_local_model_name(name: str) -> bool:
     """Whether the local engine can be given ``name``: a listed entry, a hub id, or a path that exists."""
-    if name in ("", TINY_NAME, HUB_DEFAULT) or _HUB_ID.match(name) or _named_family(name) is not None:
+    if name in ("", TINY_NAME, HUB_DEFAULT) or is_hub_id(name) or _named_family(name) is not None:
         return True
     return name in model_choices(with_server=False) or Path(name).expanduser().exists()
 

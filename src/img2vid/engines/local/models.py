@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ...errors import ModelError
+from ...families import SVD
 from ...model_names import TINY_NAME, describe_model
 from .components import Components
 from .configs import CLIP_MEAN, CLIP_STD, SVD_SCHEDULER
@@ -30,7 +31,8 @@ __all__ = [
     "download_pipeline",
 ]
 
-DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
+#: SVD-XT on the hub, as the family table names it.
+DEFAULT_MODEL = SVD.hub_repo
 
 #: Folders a diffusers SVD model has (feature_extractor is optional: its normalisation is CLIP's).
 _SUBFOLDERS = ("unet", "vae", "image_encoder", "scheduler")
