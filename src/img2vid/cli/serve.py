@@ -48,8 +48,15 @@ def serve(
         Optional[Path], typer.Option(help="Folder for the job store (default: $IMG2VID_DATA, else a per-user folder).")
     ] = None,
     model: Annotated[
-        Optional[str],
-        typer.Option(help="Local model: a hub id, a diffusers folder, a .safetensors file, or 'tiny' (offline smoke runs)."),
+        Optional[list[str]],
+        typer.Option(
+            metavar="[NAME=]SOURCE",
+            help="A model to serve (repeatable; the first is the default for a request that names none): a short "
+            "name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...), a hub id, a diffusers folder, an SVD .safetensors file, "
+            "or 'tiny' / 'tiny-<short name>' (offline smoke runs). NAME is what a request's model field says "
+            "(default: the short name, or the folder's or file's name). With --dispatch celery: the models "
+            "this front end admits (read for their rules, never loaded; default: those live workers hold).",
+        ),
     ] = None,
     workers: Annotated[Optional[int], typer.Option(help="Jobs run at once, each on its own warm engine (default 1).")] = None,
     dispatch: Annotated[
@@ -80,13 +87,13 @@ def serve(
         import uvicorn
 
         from ..jobs.embedded import warm_engines
-        from ..jobs.engines import engine_factory_for
+        from ..jobs.engines import engine_factories_for
         from ..jobs.settings import load_settings
         from ..server import create_app
 
         settings = load_settings(
             data=data,
-            model=model,
+            models=model,
             workers=workers,
             dispatch=dispatch,
             device=device,
@@ -101,8 +108,8 @@ def serve(
         if settings.dispatch == "embedded":
             # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
             # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
-            engines = iter(warm_engines(engine_factory_for(settings), settings.workers))
-            app = create_app(settings, engine_factory=lambda: next(engines))
+            warm = {name: iter(warm_engines(factory, settings.workers)) for name, factory in engine_factories_for(settings).items()}
+            app = create_app(settings, engine_factory={name: (lambda it=it: next(it)) for name, it in warm.items()})
         else:
             check_services(settings)
             app = create_app(settings)

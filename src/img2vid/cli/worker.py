@@ -18,8 +18,13 @@ __all__ = ["worker"]
 
 def worker(
     model: Annotated[
-        Optional[str],
-        typer.Option(help="Local model: a hub id, a diffusers folder, a .safetensors file, or 'tiny' (offline smoke runs)."),
+        Optional[list[str]],
+        typer.Option(
+            metavar="[NAME=]SOURCE",
+            help="The model this worker holds (repeatable): a short name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...), a "
+            "hub id, a diffusers folder, an SVD .safetensors file, or 'tiny' / 'tiny-<short name>'. NAME is the "
+            "name requests use (default: the short name, or the folder's or file's name); it takes only jobs of its models.",
+        ),
     ] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="float32, float16 or bfloat16 (default: chosen for the device).")] = None,
@@ -43,7 +48,7 @@ def worker(
 
         install_process_redaction()  # Celery's and kombu's log lines are masked too, whoever logs them
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        settings = load_settings(model=model, device=device, dtype=dtype, speed=speed, memory=memory, dispatch="celery")
+        settings = load_settings(models=model, device=device, dtype=dtype, speed=speed, memory=memory, dispatch="celery")
         if not settings.database_url:
             typer.echo(
                 "img2vid worker: IMG2VID_DATABASE_URL is not set; the worker uses the local SQLite store, "

@@ -13,20 +13,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from ..engines.base import Engine
-from ..errors import InvalidInputError, StoreUnavailableError
+from ..errors import StoreUnavailableError
+from .engine_set import EngineFactory, EngineSet, warm_engines
 from .reconciler import Reconciler
 from .runner import JobRunner, RunOptions
+from .served import ServedModel
 from .store import JobStore
 
 __all__ = ["Dispatcher", "EmbeddedDispatcher", "EngineFactory", "warm_engines", "OutcomeHook"]
 
 log = logging.getLogger("img2vid.jobs")
 
-EngineFactory = Callable[[], Engine]
 #: Called after each job this process ran: (outcome, seconds).
 OutcomeHook = Callable[[str, float], None]
 
@@ -54,31 +54,17 @@ class Dispatcher(Protocol):
         """Each part this dispatcher depends on, beyond the store, and whether it answers."""
 
 
-def warm_engines(factory: EngineFactory, count: int) -> list[Engine]:
-    """``count`` engines from ``factory``, each loaded now, so the first job does not pay for loading and
-    a model that cannot load fails the start, not a job. A factory's engine that lacks the lifecycle is
-    refused here, by name, rather than failing its first job."""
-    engines = [factory() for _ in range(count)]
-    for engine in engines:
-        if not isinstance(engine, Engine):
-            raise InvalidInputError(
-                f"engine_factory made {type(engine).__name__}, which is not an img2vid Engine: it needs "
-                "size_rule, generate, load and close (subclass img2vid.engines.Engine for the defaults)",
-                field="engine_factory",
-                allowed="a callable that returns an img2vid.engines.Engine",
-            )
-        engine.load()
-    return engines
-
-
 class EmbeddedDispatcher:
-    """``workers`` threads, each with its own warm engine, each running one job at a time."""
+    """``workers`` threads, each with its own warm engines (one per served model), each running one job at
+    a time. ``engine_factory`` is one factory (its engine serves every job) or, with ``served``, a factory
+    per served name."""
 
     def __init__(
         self,
         store: JobStore,
-        engine_factory: EngineFactory,
+        engine_factory: EngineFactory | Mapping[str, EngineFactory],
         *,
+        served: Sequence[ServedModel] | None = None,
         workers: int = 1,
         options: RunOptions | None = None,
         sweep_interval: float = 60.0,
@@ -88,13 +74,14 @@ class EmbeddedDispatcher:
     ) -> None:
         self.store = store
         self.engine_factory = engine_factory
+        self.served = served
         self.workers = workers
         self.options = options or RunOptions()
         self.on_outcome = on_outcome or (lambda _outcome, _seconds: None)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._engines: list[Engine] = []
+        self._engines: list[EngineSet] = []
         self.runner = JobRunner(store, self.options, stopping=self._stop.is_set, on_change=on_change, on_start=on_start)
         # Expired leases happen here too: a result that could not be written while the SQLite file was
         # read-only leaves its job running until the lease runs out; the reconciler re-queues it.
@@ -117,7 +104,7 @@ class EmbeddedDispatcher:
     def start(self) -> None:
         if self.store.is_sqlite:
             self._requeue_what_a_crash_left()
-        self._engines = warm_engines(self.engine_factory, self.workers)
+        self._engines = [EngineSet.build(self.engine_factory, self.served) for _ in range(self.workers)]
         for index, engine in enumerate(self._engines):
             thread = threading.Thread(target=self._work, args=(engine,), name=f"img2vid-worker-{index}", daemon=True)
             thread.start()
@@ -150,11 +137,13 @@ class EmbeddedDispatcher:
                 engine.close()
         self._threads.clear()
 
-    def _work(self, engine: Engine) -> None:
+    def _work(self, engines: EngineSet) -> None:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                claim = self.store.claim_next(self.options.worker, lease_seconds=self.options.lease_seconds)
+                claim = self.store.claim_next(
+                    self.options.worker, lease_seconds=self.options.lease_seconds, models=engines.claim_models
+                )
             except Exception as error:  # noqa: BLE001 - the store may be briefly unavailable; keep the worker alive
                 # Every second while the store is down: one line each, a traceback only for a surprise.
                 log.warning(
@@ -168,5 +157,5 @@ class EmbeddedDispatcher:
                 continue
             self._wake.set()  # another worker may take the next queued job at once
             started = time.monotonic()
-            outcome = self.runner.run(engine, claim)
+            outcome = self.runner.run(engines.for_job(claim.job.model), claim)
             self.on_outcome(outcome, time.monotonic() - started)

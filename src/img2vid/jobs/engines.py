@@ -1,8 +1,10 @@
-"""Which engine a job-running process gets: ``settings.engine_factory`` (``module:callable``) if set, else
-the local engine with the settings' model, device, dtype, speed and memory modes.
+"""Which engines a job-running process gets: one per served model (``--model NAME=SOURCE``), each the
+local engine with the settings' device, dtype, speed and memory modes, or ``settings.engine_factory``
+(``module:callable``, which then serves every name); and :class:`EngineSet`, the engines one worker holds,
+which picks the engine for a claimed job by the job's model name.
 
 Shared by the embedded dispatcher and ``img2vid worker``. This module must never import torch itself: only
-the factory it returns does, when it is called.
+the factories it returns do, when they are called.
 """
 
 from __future__ import annotations
@@ -11,15 +13,22 @@ import importlib
 import os
 
 from ..engines.base import Engine
-from ..errors import InvalidInputError, ModelError
-from .embedded import EngineFactory
+from ..errors import InvalidInputError
+from .engine_set import EngineFactory, EngineSet
+from .served import ServedModel
 from .settings import ServerSettings
 
-__all__ = ["engine_factory_for"]
+__all__ = ["engine_factory_for", "engine_factories_for", "EngineSet"]
 
 
-def engine_factory_for(settings: ServerSettings) -> EngineFactory:
-    """The engine each worker gets: ``settings.engine_factory`` if set, else the local engine."""
+def engine_factories_for(settings: ServerSettings) -> dict[str, EngineFactory]:
+    """Served name -> the factory of its engine, in the served order (the first is the default model)."""
+    return {model.name: engine_factory_for(settings, model) for model in settings.served_models()}
+
+
+def engine_factory_for(settings: ServerSettings, model: ServedModel | None = None) -> EngineFactory:
+    """The engine of one served model (default: the first): ``settings.engine_factory`` if set, else the
+    local engine of the model's source."""
     if settings.engine_factory:
         module_name, _, attr = settings.engine_factory.partition(":")
         if not module_name or not attr:
@@ -32,22 +41,15 @@ def engine_factory_for(settings: ServerSettings) -> EngineFactory:
             ) from exc
         return factory
 
-    def local() -> Engine:
-        from ..engines.local import DEFAULT_MODEL, LocalEngine
+    source = (model or settings.served_models()[0]).source
 
-        model = settings.model or DEFAULT_MODEL
+    def local() -> Engine:
+        from ..engines.local import LocalEngine
+
         if settings.workers <= 1:
-            engine = LocalEngine.shared(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
+            engine = LocalEngine.shared(source, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
         else:
-            engine = LocalEngine(model, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
-        family = getattr(engine, "family", None)
-        if family is not None and family.kind != "svd":
-            # The protocol's form has no prompt or model field yet, and fills SVD's motion bucket: every job
-            # would be refused. Say so at start rather than fail each job.
-            raise ModelError(
-                f"{model} is a {family.title} model; img2vid serve and img2vid worker run Stable Video Diffusion "
-                "models for now (Wan and LTX-Video run from img2vid generate, the library and the ComfyUI node)"
-            )
+            engine = LocalEngine(source, device=settings.device, dtype=settings.dtype, speed=settings.speed, memory=settings.memory)
         if str(engine.device).startswith("cpu"):
             _leave_a_core_for_requests(settings.engine_threads)
         return engine

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 __all__ = ["HEAD", "SCHEMA_LOCK", "upgrade", "current", "legacy_revision"]
 
 #: The newest revision in ``migrations/versions`` (a test checks it against Alembic's own answer).
-HEAD = "0004"
+HEAD = "0005"
 #: The PostgreSQL advisory lock that makes upgrading the schema one process at a time.
 SCHEMA_LOCK = 0x1D2F1D00
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,7 @@ _STATUS_COLUMNS = (
     jobs.c.error_message,
     jobs.c.turn,
     jobs.c.created_at,
+    jobs.c.model,
 )
 
 
@@ -105,6 +107,8 @@ class JobStatus:
     error_message: str | None
     turn: int = 0
     created_at: float = 0.0
+    #: The served model name the job asked for ('' for jobs from before model names).
+    model: str = ""
     #: The database's clock when the row was read: compare ``expires_at`` and ``started_at`` with this.
     now: float = 0.0
 
@@ -131,6 +135,8 @@ class JobInput:
     image: bytes
     seed: int
     params: dict[str, Any]
+    #: The served model name the job runs on ('' for jobs from before model names: an SVD model's).
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,7 @@ class JobQueue:
         image: bytes,
         seed: int,
         params: dict[str, Any],
+        model: str = "",
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         max_per_owner: int | None = None,
@@ -189,9 +196,10 @@ class JobQueue:
         running jobs of this owner and of everyone (:class:`TooManyJobsError`, :class:`QueueFullError`),
         counted under the admission locks, so they hold exactly however many front ends submit at once.
 
-        Fair turns: a job's turn is one past its owner's latest active turn, but never before the turn now
-        being served, so a key with many waiting jobs holds back another key's first job by at most one
-        job per worker; jobs start in (turn, created_at) order.
+        Fair turns: a job's turn is one past its owner's latest active turn for the same model, but never
+        before the turn now being served for that model, so a key with many waiting jobs holds back another
+        key's first job by at most one job per worker of that model; jobs start in (turn, created_at) order
+        among the jobs of their model (``model``: the served name; workers claim by model).
         """
         now = self.now
         job_id = secrets.token_hex(32)
@@ -218,12 +226,13 @@ class JobQueue:
                         lease_token=0,
                         idempotency_key=idempotency_key,
                         request_hash=fingerprint,
+                        model=model,
                     )
                 )
                 self._lock_admission(conn, owner, whole_queue=max_active is not None)
                 if max_per_owner is not None or max_active is not None:
                     self._check_caps(conn, owner, job_id, max_per_owner, max_active)
-                conn.execute(update(jobs).where(jobs.c.id == job_id).values(turn=self._next_turn(conn, owner, job_id)))
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(turn=self._next_turn(conn, owner, job_id, model)))
         except IntegrityError:
             # Two submits raced on one Idempotency-Key: the unique index made the second wait for the
             # first's commit and refused it; the first's job is the answer.
@@ -296,13 +305,13 @@ class JobQueue:
             )
 
     @staticmethod
-    def _next_turn(conn: Connection, owner: str, job_id: str) -> int:
-        others = jobs.c.id != job_id
+    def _next_turn(conn: Connection, owner: str, job_id: str, model: str = "") -> int:
+        others = and_(jobs.c.id != job_id, jobs.c.model == model)
         mine = conn.execute(
             select(func.max(jobs.c.turn)).where(jobs.c.owner == owner, jobs.c.status.in_(ACTIVE), others)
         ).scalar()
-        # The turn now being served: the latest running job's, else the first queued one's.
-        serving = conn.execute(select(func.max(jobs.c.turn)).where(jobs.c.status == RUNNING)).scalar()
+        # The turn now being served for this model: its latest running job's, else its first queued one's.
+        serving = conn.execute(select(func.max(jobs.c.turn)).where(jobs.c.status == RUNNING, jobs.c.model == model)).scalar()
         if serving is None:
             serving = conn.execute(select(func.min(jobs.c.turn)).where(jobs.c.status == QUEUED, others)).scalar() or 0
         return max(int(serving), -1 if mine is None else int(mine) + 1)
@@ -316,13 +325,15 @@ class JobQueue:
         return None if row is None else JobStatus(*row)
 
     def queue_position(self, status: JobStatus) -> int:
-        """0 for a running job; else 1 + the queued jobs that start before it (its real turn)."""
+        """0 for a running job; else 1 + the queued jobs of its model that start before it (its real turn:
+        only workers of its model take them)."""
         if status.status != QUEUED:
             return 0
         with self.db.connect() as conn:
             ahead = conn.execute(
                 select(func.count()).where(
                     jobs.c.status == QUEUED,
+                    jobs.c.model == status.model,
                     tuple_(jobs.c.turn, jobs.c.created_at, jobs.c.id)
                     < tuple_(status.turn, status.created_at, status.id),
                 )
@@ -365,20 +376,22 @@ class JobQueue:
 
     # ------------------------------------------------------------------ workers' moves (fenced)
 
-    def claim_next(self, worker: str = "embedded", *, lease_seconds: float = 30.0) -> Claim | None:
+    def claim_next(
+        self, worker: str = "embedded", *, lease_seconds: float = 30.0, models: Sequence[str] | None = None
+    ) -> Claim | None:
         """Take the next job in fair order: mark it running under a new lease; None when nothing is queued.
 
-        PostgreSQL skips rows another worker is claiming (``FOR UPDATE SKIP LOCKED``); on SQLite the write
-        lock serialises claims. Either way the conditional update makes a double claim impossible.
+        ``models``: the served names this worker holds; only their jobs are taken (None: any job, for a
+        worker whose engine serves every name). PostgreSQL skips rows another worker is claiming
+        (``FOR UPDATE SKIP LOCKED``); on SQLite the write lock serialises claims. Either way the conditional
+        update makes a double claim impossible.
         """
         while True:
             with self.db.begin() as conn:
-                query = (
-                    select(jobs.c.id)
-                    .where(jobs.c.status == QUEUED)
-                    .order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id)
-                    .limit(1)
-                )
+                query = select(jobs.c.id, jobs.c.model).where(jobs.c.status == QUEUED)
+                if models is not None:
+                    query = query.where(jobs.c.model.in_(list(models)))
+                query = query.order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id).limit(1)
                 if not self.is_sqlite:
                     query = query.with_for_update(skip_locked=True)
                 row = conn.execute(query).first()
@@ -400,7 +413,7 @@ class JobQueue:
                 ).first()
                 if claimed is None:
                     continue
-            job = JobInput(id=row[0], image=bytes(claimed[0]), seed=int(claimed[1]), params=json.loads(claimed[2]))
+            job = JobInput(id=row[0], image=bytes(claimed[0]), seed=int(claimed[1]), params=json.loads(claimed[2]), model=str(row[1]))
             return Claim(job=job, token=int(claimed[3]), attempt=int(claimed[4]) + 1)
 
     def _fenced(self, job_id: str, token: int) -> Any:
@@ -506,11 +519,18 @@ class JobQueue:
 
     def queued_ids(self, limit: int) -> list[str]:
         """The first ``limit`` queued jobs in the order they will start."""
+        return [job_id for job_id, _ in self.queued_jobs(limit)]
+
+    def queued_jobs(self, limit: int) -> list[tuple[str, str]]:
+        """(id, model) of the first ``limit`` queued jobs in the order they will start."""
         with self.db.connect() as conn:
             rows = conn.execute(
-                select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id).limit(limit)
+                select(jobs.c.id, jobs.c.model)
+                .where(jobs.c.status == QUEUED)
+                .order_by(jobs.c.turn, jobs.c.created_at, jobs.c.id)
+                .limit(limit)
             ).all()
-        return [str(row[0]) for row in rows]
+        return [(str(row[0]), str(row[1])) for row in rows]
 
     def remove_expired(self, now: float | None = None) -> int:
         """Delete the jobs kept past their expiry by the database's clock (``now``: tests' stand-in for it)."""

@@ -43,8 +43,11 @@ jobs = Table(
     # SHA-256 of the request that made the job (route generation, image, fields), checked when its
     # Idempotency-Key comes again; None for jobs written before revision 0004.
     Column("request_hash", String(64), nullable=True),
+    # The served model name the job runs on ('' for jobs written before revision 0005: SVD jobs).
+    Column("model", String(200), nullable=False, server_default=""),
     Index("ix_jobs_owner_idempotency", "owner", "idempotency_key", unique=True),
     Index("ix_jobs_queue_order", "status", "turn", "created_at"),
+    Index("ix_jobs_model_queue", "status", "model", "turn", "created_at"),
 )
 
 api_keys = Table(
@@ -62,4 +65,6 @@ workers = Table(
     Column("name", String(200), primary_key=True),
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False, index=True),
+    # The model names the worker holds, comma-separated ('' before revision 0005, or an engine of any name).
+    Column("models", Text, nullable=False, server_default=""),
 )

@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import InvalidInputError, ServiceError, StoreUnavailableError
+from ..families import SVD
+from .served import ServedModel, parse_served
 
 if TYPE_CHECKING:
     from .store import JobStore
@@ -45,8 +47,11 @@ class ServerSettings(BaseSettings):
     #: A SQLAlchemy URL for the store; default ``sqlite:///<data>/jobs.sqlite3``. A PostgreSQL URL works too.
     #: It may hold the database's password, so it is left out of the settings' repr.
     database_url: str | None = Field(default=None, repr=False)
-    #: Local model for the embedded workers (``tiny`` for offline smoke runs); None: the engine's default.
+    #: Local model for the embedded workers (``tiny`` for offline smoke runs), as ``NAME=SOURCE`` or
+    #: ``SOURCE``; None: the engine's default (SVD-XT). ``models`` serves several side by side.
     model: str | None = None
+    #: Served models, ``NAME=SOURCE`` each (``--model`` repeated); the first is the default. Empty: ``model``.
+    models: list[str] = Field(default_factory=list)
     #: Device and dtype for the local engine; None: chosen automatically.
     device: str | None = None
     dtype: str | None = None
@@ -105,6 +110,15 @@ class ServerSettings(BaseSettings):
     auth_failure_window: float = Field(default=10.0, gt=0)
     #: Seconds a job's status may be answered from memory (jobs run by other processes look this stale).
     status_cache_seconds: float = Field(default=0.25, ge=0)
+
+    _served: list[ServedModel] | None = PrivateAttr(default=None)
+
+    def served_models(self) -> list[ServedModel]:
+        """The models this deployment serves, by name (read once: names and families, no weights)."""
+        if self._served is None:
+            specs = list(self.models) or ([self.model] if self.model else [])
+            self._served = parse_served(specs, default_source=SVD.hub_repo, custom_engine=bool(self.engine_factory))
+        return self._served
 
     def cost_caps(self) -> dict[str, int]:
         """The request field each cost cap bounds -> the largest value this server accepts for it."""

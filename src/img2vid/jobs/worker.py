@@ -14,10 +14,9 @@ import os
 import socket
 import threading
 
-from ..engines.base import Engine
 from .celery_app import QUEUE, TASK_NAME, make_celery
-from .embedded import EngineFactory, warm_engines
-from .engines import engine_factory_for
+from .engine_set import EngineFactory, EngineSet
+from .engines import engine_factories_for
 from .runner import JobRunner, RunOptions
 from .settings import ServerSettings
 from .store import JobStore
@@ -47,7 +46,7 @@ class Worker:
         self.settings = settings
         self.name = name or default_worker_name()
         self.store: JobStore = settings.open_store()
-        self.factory = engine_factory or engine_factory_for(settings)
+        self.factories = engine_factory if engine_factory is not None else engine_factories_for(settings)
         self.options = RunOptions(
             worker=self.name,
             lease_seconds=settings.lease_seconds,
@@ -57,7 +56,7 @@ class Worker:
         self.stopping = threading.Event()
         self.runner = JobRunner(self.store, self.options, stopping=self.stopping.is_set)
         self.app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
-        self.engine: Engine | None = None
+        self.engines: EngineSet | None = None
         self._register_task()
 
     def _register_task(self) -> None:
@@ -71,16 +70,16 @@ class Worker:
         """Answer one doorbell: claim the next job in fair order and run it; 'none' when nothing is claimable."""
         if self.stopping.is_set():
             return "stopping"
+        assert self.engines is not None, "run() loads the engines before Celery delivers a job"
         try:
-            claim = self.store.claim_next(self.name, lease_seconds=self.options.lease_seconds)
+            claim = self.store.claim_next(self.name, lease_seconds=self.options.lease_seconds, models=self.engines.claim_models)
         except Exception:  # noqa: BLE001 - the store may be down; the reconciler rings again later
             log.warning("could not claim a job (doorbell %s); the reconciler will ring again", job_id[:12])
             return "store_unavailable"
         if claim is None:
             return "none"
-        assert self.engine is not None, "run() loads the engine before Celery delivers a job"
         log.info("job %s: attempt %d on %s", claim.job.id[:12], claim.attempt, self.name)
-        outcome = self.runner.run(self.engine, claim)
+        outcome = self.runner.run(self.engines.for_job(claim.job.model), claim)
         log.info("job %s: %s", claim.job.id[:12], outcome)
         return outcome
 
@@ -95,7 +94,7 @@ class Worker:
     def run(self, *, loglevel: str = "INFO") -> None:
         from celery.signals import worker_shutting_down
 
-        self.engine = warm_engines(self.factory, 1)[0]
+        self.engines = EngineSet.build(self.factories, None if callable(self.factories) else self.settings.served_models())
         self.store.worker_seen(self.name)
         threading.Thread(target=self._presence, name="img2vid-presence", daemon=True).start()
         worker_shutting_down.connect(lambda **_kw: self.stopping.set(), weak=False)
@@ -115,5 +114,5 @@ class Worker:
             ]
         )
         self.stopping.set()
-        self.engine.close()
+        self.engines.close()
         self.store.close()

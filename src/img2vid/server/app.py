@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from .. import __version__
 from ..engines.base import Engine
 from ..errors import InvalidInputError
 from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
-from ..jobs.engines import engine_factory_for
+from ..jobs.engines import engine_factories_for, engine_factory_for
 from ..jobs.health import Probe
 from ..jobs.runner import RunOptions
 from ..jobs.settings import ServerSettings, load_settings
@@ -46,7 +46,7 @@ log = logging.getLogger("img2vid.server")
 def make_dispatcher(
     settings: ServerSettings,
     store: Any,
-    engine_factory: EngineFactory | None,
+    engine_factory: EngineFactory | Mapping[str, EngineFactory] | None,
     *,
     metrics: ServerMetrics,
     on_change: Any,
@@ -71,9 +71,11 @@ def make_dispatcher(
                 allowed="a Celery broker URL (redis://host:6379/0)",
             )
         return CeleryDispatcher(store, settings.broker_url, options=options, sweep_interval=settings.sweep_interval)
+    factories = engine_factory if engine_factory is not None else engine_factories_for(settings)
     return EmbeddedDispatcher(
         store,
-        engine_factory or engine_factory_for(settings),
+        factories,
+        served=None if callable(factories) else settings.served_models(),
         workers=settings.workers,
         options=options,
         sweep_interval=settings.sweep_interval,
@@ -87,7 +89,7 @@ def _build_state(
     settings: ServerSettings,
     *,
     engine: Engine | None,
-    engine_factory: EngineFactory | None,
+    engine_factory: EngineFactory | Mapping[str, EngineFactory] | None,
     dispatcher: Dispatcher | None,
 ) -> ServerState:
     """Everything the routes share: the store, its status cache and metrics, key checks, limits, dispatch."""
@@ -97,7 +99,7 @@ def _build_state(
     if dispatcher is None:
         if engine is not None:
             shared = engine
-            factory: EngineFactory | None = lambda: shared  # noqa: E731
+            factory: EngineFactory | Mapping[str, EngineFactory] | None = lambda: shared  # noqa: E731
         else:
             factory = engine_factory
         dispatcher = make_dispatcher(
@@ -125,7 +127,7 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     engine: Engine | None = None,
-    engine_factory: EngineFactory | None = None,
+    engine_factory: EngineFactory | Mapping[str, EngineFactory] | None = None,
     dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     """The server app. Its workers start when the app starts (lifespan) and stop with it."""

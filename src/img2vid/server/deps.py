@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..jobs.embedded import Dispatcher
 from ..jobs.health import Probe
+from ..jobs.served import ServedModel
 from ..jobs.settings import ServerSettings
 from ..jobs.store import JobStore
 from .keys import KeyChecker
@@ -40,6 +41,10 @@ class ServerState:
     statuses: StatusCache
     #: ``/healthz``'s check of the store: bounded and briefly cached (its value: the queued jobs).
     store_probe: Probe
+
+    def served_models(self) -> list[ServedModel]:
+        """The models a request may name, the default first (the settings' ``--model`` options)."""
+        return self.settings.served_models()
 
 
 async def get_state(request: Request) -> ServerState:

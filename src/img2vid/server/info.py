@@ -19,9 +19,11 @@ from pydantic import BaseModel, Field
 from starlette.routing import Match
 
 from .. import __version__
+from ..families import SVD
 from ..fitting import PROTOCOL_SIZES
+from ..jobs.served import ServedModel
 from ..jobs.settings import ServerSettings
-from ..request import ENGINE_FIELDS, RANGES, range_text
+from ..request import ENGINE_FIELDS, MAX_PROMPT_CHARS, RANGES, range_text
 from .deps import StateDep
 from .routes import GENERATIONS
 from .uploads import GENERATION_DEFAULTS
@@ -66,6 +68,37 @@ class SizeInfo(BaseModel):
     max_pixels: int
 
 
+class FramesRuleInfo(BaseModel):
+    step: int = Field(description="Frame counts are step*k+1 (Wan 4, LTX-Video 8); 1: any count.")
+    describe: str
+
+
+class ModelSizesInfo(BaseModel):
+    any_size: bool = Field(description="True: any size up to max_pixels, fitted to the rule with 'fit'; false: exactly one of 'allowed'.")
+    allowed: list[tuple[int, int]]
+    multiple: int = Field(description="Both sides of the frames the model makes are multiples of this.")
+    native: tuple[int, int] = Field(description="The (width, height) the model was trained at; a larger image is scaled down to this area.")
+    describe: str
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="What a request's model field says.")
+    family: str = Field(description="The family's short name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...); 'custom' for a custom engine.")
+    title: str
+    default: bool = Field(description="The model a request that names none runs on.")
+    takes_prompt: bool
+    fields: list[str] = Field(description="The request fields this model reads; another is refused by name.")
+    defaults: dict[str, int | float | str | None] = Field(description="What each field is when a request leaves it out (null: the model's config decides).")
+    frames_rule: FramesRuleInfo
+    sizes: ModelSizesInfo
+
+
+class TextInfo(BaseModel):
+    label: str
+    help: str
+    max_chars: int
+
+
 class ServerInfo(BaseModel):
     version: str
     auth: bool = Field(description="Whether the protocol routes need an API key.")
@@ -73,6 +106,60 @@ class ServerInfo(BaseModel):
     max_upload_bytes: int
     sizes: SizeInfo
     fields: dict[str, FieldInfo]
+    models: list[ModelInfo] = Field(description="The models this server serves, the default first.")
+    texts: dict[str, TextInfo] = Field(description="The text fields (prompt, negative_prompt) of models that take a prompt.")
+
+
+_TEXTS: dict[str, tuple[str, str]] = {
+    "prompt": ("Prompt", "What should happen in the video (Wan and LTX-Video)."),
+    "negative_prompt": ("Negative prompt", "What to avoid; empty: the model's recommended negative prompt."),
+}
+
+
+def text_infos() -> dict[str, TextInfo]:
+    return {name: TextInfo(label=label, help=text, max_chars=MAX_PROMPT_CHARS) for name, (label, text) in _TEXTS.items()}
+
+
+def model_infos(settings: ServerSettings, served: list[ServedModel], generation: str = "v2beta") -> list[ModelInfo]:
+    """Each served model's family, fields, defaults, frame rule and sizes, as the server will judge them."""
+    infos = []
+    for index, model in enumerate(served):
+        family = model.family or SVD
+        route = GENERATION_DEFAULTS[generation]
+        svd = family.kind == "svd"
+        defaults: dict[str, int | float | str | None] = {
+            "cfg_scale": route["cfg_scale"] if svd else family.default_cfg_scale,
+            "frames": family.default_frames,
+            "steps": family.default_steps,
+            "fps": family.default_fps,
+        }
+        if svd:
+            defaults["motion_bucket_id"] = route["motion_bucket_id"]
+        else:
+            defaults["negative_prompt"] = family.default_negative_prompt
+        rule = family.size_rule
+        protocol = svd and not settings.any_size
+        width, height = family.native_size
+        infos.append(
+            ModelInfo(
+                name=model.name,
+                family=family.key if model.family is not None else "custom",
+                title=family.title,
+                default=index == 0,
+                takes_prompt=family.takes_prompt,
+                fields=list(family.fields),
+                defaults=defaults,
+                frames_rule=FramesRuleInfo(step=family.frames_rule.step, describe=family.frames_rule.describe()),
+                sizes=ModelSizesInfo(
+                    any_size=not protocol,
+                    allowed=list(PROTOCOL_SIZES.sizes) if protocol else [],
+                    multiple=family.size_multiple,
+                    native=(width, height),
+                    describe=PROTOCOL_SIZES.describe() if protocol else rule.describe(),
+                ),
+            )
+        )
+    return infos
 
 
 def field_infos(settings: ServerSettings, generation: str = "v2beta") -> dict[str, FieldInfo]:
@@ -125,4 +212,6 @@ async def info(request: Request, state: StateDep) -> ServerInfo:
             max_pixels=settings.max_pixels,
         ),
         fields=field_infos(settings),
+        models=model_infos(settings, state.served_models()),
+        texts=text_infos(),
     )

@@ -23,9 +23,9 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from ..fitting import PROTOCOL_SIZES
+from ..fitting import PROTOCOL_SIZES, FitMode
 from ..jobs.settings import CAP_SETTINGS, ServerSettings
-from ..request import RANGES, range_text
+from ..request import MAX_PROMPT_CHARS, RANGES, TEXT_FIELDS, range_text
 from .uploads import FORM_FIELDS, GENERATION_DEFAULTS
 
 __all__ = [
@@ -136,6 +136,10 @@ def form_schema(generation: str) -> dict[str, Any]:
         properties[name] = {"type": "integer" if RANGES[name][0] is int else "number"}
         if name in defaults:
             properties[name]["default"] = defaults[name]
+    properties["model"] = {"type": "string", "maxLength": 200}
+    for name in TEXT_FIELDS:
+        properties[name] = {"type": "string", "maxLength": MAX_PROMPT_CHARS}
+    properties["fit"] = {"type": "string", "enum": [mode.value for mode in FitMode], "default": FitMode.CROP.value}
     schema = {"type": "object", "required": ["image"], "properties": properties}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
@@ -167,6 +171,30 @@ def _describe_form(schema: dict[str, Any], settings: ServerSettings) -> None:
         properties["image"]["description"] = (
             f"The first frame: a PNG, JPEG or WebP file ({sizes}); the whole request may be at most "
             f"{settings.max_upload_bytes / (1024 * 1024):g} MiB (more is a 413)."
+        )
+    served = settings.served_models()
+    if "model" in properties:
+        names = [model.name for model in served]
+        properties["model"]["enum"] = names
+        properties["model"]["description"] = (
+            f"img2vid's extension: which served model runs the job (absent or empty: {names[0]}, the default); "
+            "GET /info describes each one's fields, defaults, frame rule and sizes. A field the model does not "
+            "read, or a frame count outside its rule, is a 400 naming the field."
+        )
+    texts = {
+        "prompt": "What should happen in the video",
+        "negative_prompt": "What to avoid (absent: the model's recommended negative prompt)",
+    }
+    for name, words in texts.items():
+        if name in properties:
+            properties[name]["description"] = (
+                f"img2vid's extension, for models that take a prompt (Wan, LTX-Video): {words}; at most "
+                f"{MAX_PROMPT_CHARS} characters. Sent to a model that takes none (SVD), a 400."
+            )
+    if "fit" in properties:
+        properties["fit"]["description"] = (
+            "img2vid's extension: how an image of another size is fitted to a Wan or LTX-Video model's rule "
+            "(crop, pad, stretch, or strict: a 400 listing the sizes). SVD models take the protocol's sizes."
         )
     for name, entry in properties.items():
         if name not in RANGES:

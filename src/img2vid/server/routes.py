@@ -23,7 +23,7 @@ from ..jobs.store import CANCELLED, DONE, FAILED, JobStatus
 from .deps import OwnerDep, StateDep
 from .errors import error_body
 from .openapi import IDEMPOTENCY_HEADER, error_answers, form_schema
-from .uploads import build_request, check_fields, read_submit, request_fingerprint
+from .uploads import build_request, check_fields, choose_model, read_submit, request_fingerprint
 
 __all__ = ["router", "GENERATIONS", "wants_json"]
 
@@ -125,9 +125,11 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         idempotency_key = _idempotency_key(request)
         try:
             image, fields = await read_submit(request, limit=settings.max_upload_bytes)
-            seed, params = check_fields(fields, generation, settings.cost_caps())
+            model = choose_model(fields, state.served_models())
+            family = model.family if model is not None else None
+            seed, params = check_fields(fields, generation, settings.cost_caps(), family)
             job = await run_in_threadpool(
-                build_request, image, seed, params, any_size=settings.any_size, max_pixels=settings.max_pixels
+                build_request, image, seed, params, any_size=settings.any_size, max_pixels=settings.max_pixels, family=family
             )
         except PayloadTooLargeError:
             raise
@@ -144,7 +146,8 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             owner=owner,
             image=image,
             seed=job.seed,
-            params=job.options(),
+            params={**job.options(), **({"fit": job.fit.value} if "fit" in params else {})},
+            model=model.name if model is not None else "",
             idempotency_key=idempotency_key,
             fingerprint=None if idempotency_key is None else request_fingerprint(generation, image, fields),
             max_per_owner=settings.max_queued_per_key,

@@ -12,6 +12,12 @@ unread, up to a bound, so the client still receives the answer); the image's typ
 first bytes; its pixel count is read from the header before any decoding, so a decompression bomb is
 refused in milliseconds without allocating its canvas. This module must never keep more than the limit
 in memory, and never let a Pillow or multipart exception escape as anything but an ``InvalidInputError``.
+
+Model families: ``model`` names one of the served models (absent: the default, the first), and that
+model's family decides the rest before a job exists: its fields (a prompt for Wan and LTX-Video, the motion
+bucket for SVD; another is a 400 naming it), its frame rule, and its sizes (the protocol's three bind SVD
+alone; another family takes any size up to the pixel cap and fits it to its rule with ``fit``). The text
+fields ``prompt`` and ``negative_prompt`` are at most ``MAX_PROMPT_CHARS`` characters.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -28,8 +34,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import InvalidInputError, PayloadTooLargeError
-from ..fitting import PROTOCOL_SIZES
+from ..families import Family, check_family_fields
+from ..fitting import PROTOCOL_SIZES, parse_fit_mode
 from ..images import open_image_bytes
+from ..jobs.served import ServedModel, find_served
 from ..jobs.settings import CAP_SETTINGS
 from ..request import (
     DEFAULT_CFG_SCALE,
@@ -37,8 +45,10 @@ from ..request import (
     ENGINE_FIELDS,
     MAX_SEED,
     RANGES,
+    TEXT_FIELDS,
     VideoRequest,
     check_field,
+    check_text,
     range_text,
 )
 
@@ -54,6 +64,8 @@ __all__ = [
     "build_request",
     "sniff_image_type",
     "request_fingerprint",
+    "TEXT_FORM_FIELDS",
+    "choose_model",
 ]
 
 #: The documented defaults of each route generation (v2alpha's were 2.5 and 40).
@@ -67,8 +79,11 @@ CLIENT_HEADERS = ("stability-client-id", "stability-client-user-id", "stability-
 _DRAIN_LIMIT = 64 * 1024 * 1024
 
 ALLOWED_TYPES = "a PNG, JPEG or WebP image"
-#: The text fields of the start request; the ``image`` file part aside, every other part is ignored.
+#: The number fields of the start request.
 FORM_FIELDS: tuple[str, ...] = ("seed", "cfg_scale", "motion_bucket_id", *ENGINE_FIELDS)
+#: Its text fields (img2vid's extension, named as the hosted services name them). The ``image`` file part
+#: aside, every other part is ignored.
+TEXT_FORM_FIELDS: tuple[str, ...] = ("model", *TEXT_FIELDS, "fit")
 
 #: The protocol's integer: ASCII digits, an optional leading minus (so ``-5`` reaches the range check).
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -156,7 +171,7 @@ async def parse_submit_form(body: bytes, headers: Any) -> tuple[bytes, dict[str,
         data = await image.read()
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
-            if key not in FORM_FIELDS:
+            if key not in FORM_FIELDS and key not in TEXT_FORM_FIELDS:
                 continue  # ignored, whatever it holds, as the hosted service ignored fields it did not know
             if isinstance(value, UploadFile):
                 raise InvalidInputError(f"{key} must be a text field, not a file", field=key)
@@ -193,22 +208,57 @@ def _check_cap(name: str, value: int | float, caps: Mapping[str, int]) -> None:
         )
 
 
+def choose_model(fields: Mapping[str, Any], served: Sequence[ServedModel] | None) -> ServedModel | None:
+    """The served model the ``model`` field names (absent or empty: the default), or a 400 listing them;
+    None when the server has no list (a test's app)."""
+    if not served:
+        if fields.get("model"):
+            raise InvalidInputError.for_field("model", fields["model"], "no model field: this server serves one model")
+        return None
+    return find_served(served, fields.get("model"))
+
+
 def check_fields(
-    fields: dict[str, Any], generation: str, caps: Mapping[str, int] | None = None
-) -> tuple[int, dict[str, int | float]]:
-    """The seed to use (a random one chosen now when 0 or absent) and every engine option, range-checked
-    and within the server's cost ``caps`` (field -> largest value allowed). Absent or empty: the default."""
+    fields: dict[str, Any], generation: str, caps: Mapping[str, int] | None = None, family: Family | None = None
+) -> tuple[int, dict[str, int | float | str]]:
+    """The seed to use (a random one chosen now when 0 or absent) and every option the job runs with,
+    range-checked, within the server's cost ``caps`` (field -> largest value allowed) and the rules of the
+    model's ``family`` (None: SVD's protocol). Absent or empty: the default (SVD's route defaults for cfg
+    scale and motion bucket; the model's own for the rest)."""
     defaults = GENERATION_DEFAULTS[generation]
     caps = caps or {}
-    given: dict[str, int | float] = {}
+    given: dict[str, Any] = {}
     for name in FORM_FIELDS:
         raw = fields.get(name)
         if raw is None or raw == "":
             continue
         given[name] = value = parse_form_number(name, raw)
         _check_cap(name, value, caps)
-    params: dict[str, int | float] = {name: given.get(name, defaults[name]) for name in ("cfg_scale", "motion_bucket_id")}
-    params.update({name: given[name] for name in ENGINE_FIELDS if name in given})
+    for name in TEXT_FIELDS:
+        text = check_text(name, fields.get(name))
+        if text is not None:
+            given[name] = text
+    params: dict[str, int | float | str] = {}
+    if family is None or family.kind == "svd":
+        params.update({name: given.get(name, defaults[name]) for name in ("cfg_scale", "motion_bucket_id")})
+    elif "cfg_scale" in given:
+        params["cfg_scale"] = given["cfg_scale"]
+    if family is not None:
+        check_family_fields(family, given)
+        frames = given.get("frames", family.default_frames)
+        if frames is not None:
+            family.check_frames(int(frames))
+            if "frames" not in given and "frames" in caps and frames > caps["frames"]:
+                raise InvalidInputError(
+                    f"frames: {family.title} makes {frames} frames by default, more than this server's cost cap of "
+                    f"{caps['frames']} (IMG2VID_MAX_FRAMES): send frames, {family.frames_rule.describe()}, at most {caps['frames']}",
+                    field="frames",
+                    value=frames,
+                    allowed=f"at most {caps['frames']}",
+                )
+    if fields.get("fit"):
+        params["fit"] = parse_fit_mode(fields["fit"]).value
+    params.update({name: given[name] for name in (*ENGINE_FIELDS, *TEXT_FIELDS) if name in given})
     seed = int(given.get("seed", 0))
     if seed == 0:
         # Chosen and stored at submit, so a job re-run after a crash makes the same video.
@@ -221,7 +271,8 @@ def request_fingerprint(generation: str, image: bytes, fields: Mapping[str, Any]
     value (read as the protocol's number, so ``1.8`` and ``1.80`` are one request; an empty field is an
     absent one). Kept with the job, so an Idempotency-Key that comes again with another request is told apart
     from a retry. Call it after :func:`check_fields` accepted the fields."""
-    given = {name: parse_form_number(name, fields[name]) for name in FORM_FIELDS if fields.get(name) not in (None, "")}
+    given: dict[str, Any] = {name: parse_form_number(name, fields[name]) for name in FORM_FIELDS if fields.get(name) not in (None, "")}
+    given.update({name: fields[name] for name in TEXT_FORM_FIELDS if fields.get(name) not in (None, "")})
     text = json.dumps({"generation": generation, "image": hashlib.sha256(image).hexdigest(), "fields": given}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -244,18 +295,26 @@ async def read_submit(request: Request, *, limit: int) -> tuple[bytes, dict[str,
 
 
 def build_request(
-    data: bytes, seed: int, params: dict[str, int | float], *, any_size: bool, max_pixels: int
+    data: bytes,
+    seed: int,
+    params: Mapping[str, int | float | str],
+    *,
+    any_size: bool,
+    max_pixels: int,
+    family: Family | None = None,
 ) -> VideoRequest:
     """The one :class:`VideoRequest` of a submit, once the upload is known to be a PNG, JPEG or WebP of an
     allowed size: the pixel count is read from the header before anything is decoded (the bomb guard), the
-    exact size checked, and the image decoded once, whole, so a damaged file is a 400 now rather than a
-    failed job later. The store keeps what the request holds."""
+    exact size checked (the protocol's three sizes bind SVD models alone, unless ``any_size``: another
+    family fits any size to its own rule), and the image decoded once, whole, so a damaged file is a 400 now
+    rather than a failed job later. The store keeps what the request holds."""
     if sniff_image_type(data) is None:
         raise InvalidInputError(
             f"image must be {ALLOWED_TYPES}; the upload is none of these", field="image", allowed=ALLOWED_TYPES
         )
     with open_image_bytes(data, field="image", max_pixels=max_pixels) as img:
         width, height = int(img.size[0]), int(img.size[1])
-        if not any_size and not PROTOCOL_SIZES.allows(width, height):
+        protocol_sizes = family is None or family.kind == "svd"
+        if protocol_sizes and not any_size and not PROTOCOL_SIZES.allows(width, height):
             raise InvalidInputError.for_field("image", f"{width}x{height}", PROTOCOL_SIZES.describe())
         return VideoRequest(image=img, seed=seed, **params)
