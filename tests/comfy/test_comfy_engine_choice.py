@@ -35,7 +35,7 @@ def checkpoints(comfy_stub, tmp_path):
 def test_remote_with_no_server_uses_the_configured_one(chosen, monkeypatch):
     monkeypatch.setenv("IMG2VID_BASE_URL", "http://gpu-box:8000/")
     nodes.choose_node_engine("remote", "", "")
-    assert chosen == [("http://gpu-box:8000", None, {})]
+    assert chosen == [("http://gpu-box:8000", None, {"server_model": None})]
 
 
 def test_remote_with_a_server_or_stability(chosen):
@@ -59,7 +59,7 @@ def test_the_speed_and_memory_widgets_reach_the_local_engine_only(chosen, comfy_
     nodes.choose_node_engine("remote", "http://10.0.0.2:8000", "", speed="compiled", memory="low")
     assert chosen == [
         ("local", "tiny", {"device": "cpu", "speed": "compiled", "memory": "low"}),
-        ("http://10.0.0.2:8000", None, {}),
+        ("http://10.0.0.2:8000", None, {"server_model": None}),
     ]
     spec = nodes.Img2VidImageToVideo.INPUT_TYPES()["optional"]
     assert spec["speed"][0] == ["eager", "compiled", "fp8", "fast"] and spec["speed"][1]["default"] == "eager"

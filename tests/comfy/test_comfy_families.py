@@ -51,6 +51,7 @@ class Recorder:
     def __init__(self) -> None:
         self.requests: list[VideoRequest] = []
         self.closed = False
+        self.server_models: list[str | None] = []
         self.size_rule = MultipleOf(8, max_pixels=1024 * 1024, upscale=False)
 
     def generate(self, request, progress=None, cancel=None):
@@ -69,6 +70,7 @@ def recorded(monkeypatch):
 
     def fake_choose_engine(kind=None, model=None, **options):
         calls.append((kind, model))
+        engine.server_models.append(options.get("server_model"))
         return engine
 
     monkeypatch.setattr(nodes, "choose_engine", fake_choose_engine)
@@ -164,24 +166,21 @@ def test_a_changed_svd_widget_for_a_wan_or_ltx_model_is_refused_by_name(recorded
 
 def test_remote_asks_the_server_for_the_picked_model(recorded, monkeypatch):
     calls, engine = recorded
-    engine.form_fields = lambda request: {"seed": str(request.seed)}
     nodes.choose_node_engine("remote", "http://10.0.0.2:8000", "ltx-video")
-    assert calls == [("http://10.0.0.2:8000", None)]  # the model is no local model: it travels as a form field
-    assert engine.form_fields(VideoRequest(image=np.zeros((8, 8, 3), np.uint8), seed=4)) == {"seed": "4", "model": "ltx-video"}
+    assert calls == [("http://10.0.0.2:8000", None)]  # the model is no local model: the server is asked for it
+    assert engine.server_models == ["ltx-video"]
 
 
 def test_remote_with_the_default_entry_asks_for_the_servers_default(recorded):
     calls, engine = recorded
-    engine.form_fields = lambda request: {"seed": "0"}
     nodes.choose_node_engine("remote", "http://10.0.0.2:8000", nodes.HUB_DEFAULT)
-    assert engine.form_fields(None) == {"seed": "0"}
+    assert engine.server_models == [None]
 
 
 def test_auto_with_a_server_on_the_node_sends_a_short_name_there(recorded):
     calls, engine = recorded
-    engine.form_fields = lambda request: {}
     nodes.choose_node_engine("auto", "http://10.0.0.2:8000", "wan2.2-ti2v-5b")
-    assert calls == [("http://10.0.0.2:8000", None)] and engine.form_fields(None) == {"model": "wan2.2-ti2v-5b"}
+    assert calls == [("http://10.0.0.2:8000", None)] and engine.server_models == ["wan2.2-ti2v-5b"]
 
 
 def test_a_model_no_server_can_have_is_a_clear_error(recorded, diffusers_folders, comfy_stub, tmp_path):

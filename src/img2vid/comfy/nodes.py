@@ -55,12 +55,10 @@ __all__ = [
     "ENGINE_CHOICES",
     "FIT_CHOICES",
     "HUB_DEFAULT",
-    "MODEL_FIELD",
     "SVD_WIDGET_DEFAULTS",
     "svd_fields",
     "checkpoint_choices",
     "choose_node_engine",
-    "ask_server_for",
     "video_type_available",
 ]
 
@@ -170,28 +168,6 @@ def _side(engine: str, server: str | None, choice: ModelChoice) -> str:
     return "configured" if choice.is_default else "local"
 
 
-#: The protocol's form field that names the server's model (an img2vid server; absent: its default).
-MODEL_FIELD = "model"
-
-
-def ask_server_for(engine: Engine, model: str) -> None:
-    """Make a remote engine ask its server for ``model``.
-
-    ``RemoteEngine`` is gaining ``model`` (``RemoteEngine(..., model=NAME)``, sent as the ``model`` form
-    field to an img2vid server); until :func:`~img2vid.engines.select.choose_engine` can hand it over, the
-    node adds the field to the form fields the engine sends, keeping any the engine set itself."""
-    form_fields = getattr(engine, "form_fields", None)
-    if getattr(engine, MODEL_FIELD, None) == model or not callable(form_fields):
-        return
-
-    def with_model(request: VideoRequest) -> dict[str, str]:
-        fields = dict(form_fields(request))
-        fields.setdefault(MODEL_FIELD, model)
-        return fields
-
-    engine.form_fields = with_model  # type: ignore[attr-defined]
-
-
 def _server_engine(server: str | None, choice: ModelChoice) -> Engine:
     """The remote engine for the node's server (or the configured one), asking it for the picked model."""
     model = choice.server_model
@@ -214,10 +190,7 @@ def _server_engine(server: str | None, choice: ModelChoice) -> Engine:
                 value=model,
                 allowed=HUB_DEFAULT,
             )
-    engine = choose_engine(server or resolve_base_url())
-    if model is not None:
-        ask_server_for(engine, model)
-    return engine
+    return choose_engine(server or resolve_base_url(), server_model=model)
 
 
 def choose_node_engine(engine: str, server: str, model: str, *, speed: str = "eager", memory: str = "auto") -> Engine:
