@@ -342,7 +342,7 @@ def check_family_fields(family: Family, given: Mapping[str, object]) -> None:
         if name in PROMPT_FIELDS:
             why = f"{family.title} takes no text prompt (it animates the image alone)"
         else:
-            why = f"{name} is a Stable Video Diffusion setting that {family.title} does not have"
+            why = f"a Stable Video Diffusion setting that {family.title} does not have"
         raise InvalidInputError(
             f"{name}: {why}; its fields are {', '.join(family.fields)}",
             field=name,
