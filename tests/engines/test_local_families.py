@@ -312,12 +312,3 @@ def test_out_of_memory_is_a_clear_error(engines: Any, monkeypatch: pytest.Monkey
         engine.generate(_request())
     assert "ran out of memory" in str(caught.value) and "--memory low" in str(caught.value)
 
-
-def test_the_server_and_worker_refuse_a_wan_or_ltx_model_at_start() -> None:
-    """Until the protocol carries a model and a prompt, a server of these models would fail every job."""
-    from img2vid.jobs.engines import engine_factory_for
-    from img2vid.jobs.settings import ServerSettings
-
-    with pytest.raises(ModelError) as caught:
-        engine_factory_for(ServerSettings(model="tiny-ltx-video", device="cpu"))()
-    assert "LTX-Video" in str(caught.value) and "img2vid generate" in str(caught.value)
