@@ -25,11 +25,14 @@ __all__ = [
     "FixedSizes",
     "MultipleOf",
     "PROTOCOL_SIZES",
+    "FitPlan",
+    "plan_fit",
     "fit_image",
     "parse_fit_mode",
 ]
 
 Size = tuple[int, int]  # (width, height)
+Box = tuple[int, int, int, int]  # (x, y, width, height)
 
 
 class FitMode(str, Enum):
@@ -159,36 +162,49 @@ def _resize(image: np.ndarray, size: Size) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
 
 
-def _center_crop_to_aspect(image: np.ndarray, target: Size) -> np.ndarray:
-    width, height = image_size(image)
+def _crop_box(width: int, height: int, target: Size) -> Box:
+    """The centred part of a ``width`` x ``height`` image with the target's aspect ratio."""
     target_aspect = target[0] / target[1]
     if width / height > target_aspect:
         new_width = max(1, round(height * target_aspect))
-        left = (width - new_width) // 2
-        return image[:, left : left + new_width]
+        return ((width - new_width) // 2, 0, new_width, height)
     new_height = max(1, round(width / target_aspect))
-    top = (height - new_height) // 2
-    return image[top : top + new_height, :]
+    return (0, (height - new_height) // 2, width, new_height)
 
 
-def _pad_to(image: np.ndarray, target: Size) -> np.ndarray:
-    width, height = image_size(image)
+def _pad_box(width: int, height: int, target: Size) -> Box:
+    """Where a ``width`` x ``height`` image lands in the target, scaled to fit inside it and centred."""
     scale = min(target[0] / width, target[1] / height)
     inner = (max(1, min(target[0], round(width * scale))), max(1, min(target[1], round(height * scale))))
-    resized = _resize(image, inner)
-    canvas = np.zeros((target[1], target[0], 3), dtype=np.uint8)
-    top = (target[1] - inner[1]) // 2
-    left = (target[0] - inner[0]) // 2
-    canvas[top : top + inner[1], left : left + inner[0]] = resized
-    return canvas
+    return ((target[0] - inner[0]) // 2, (target[1] - inner[1]) // 2, inner[0], inner[1])
 
 
-def fit_image(image: np.ndarray, rule: SizeRule, mode: FitMode | str = FitMode.CROP, *, field: str = "image") -> np.ndarray:
-    """The image at a size ``rule`` accepts, reached the way ``mode`` says."""
+@dataclass(frozen=True)
+class FitPlan:
+    """What :func:`fit_image` does to an image of ``source`` size: the part of it kept (``source_box``,
+    in the source's pixels) is resized to ``placed_box`` (in the target's pixels) on a black ``target``."""
+
+    source: Size
+    target: Size
+    mode: FitMode
+    #: Crop: the centred part with the target's aspect ratio; otherwise the whole image.
+    source_box: Box
+    #: Pad: the picture inside the bars; otherwise the whole target.
+    placed_box: Box
+
+    @property
+    def unchanged(self) -> bool:
+        """The image is already an accepted size and is used as it is."""
+        return self.source == self.target and self.source_box == self.placed_box == (0, 0, *self.target)
+
+
+def plan_fit(width: int, height: int, rule: SizeRule, mode: FitMode | str = FitMode.CROP, *, field: str = "image") -> FitPlan:
+    """How an image of this size becomes one ``rule`` accepts, the way ``mode`` says; ``strict`` refuses
+    a size the rule does not allow (the error lists the allowed sizes). :func:`fit_image` follows it."""
     mode = parse_fit_mode(mode)
-    width, height = image_size(image)
+    whole = (0, 0, width, height)
     if rule.allows(width, height):
-        return image
+        return FitPlan((width, height), (width, height), mode, whole, whole)
     if mode is FitMode.STRICT:
         raise InvalidInputError(
             f"{field} is {width}x{height}; allowed sizes are {rule.describe()} "
@@ -198,8 +214,21 @@ def fit_image(image: np.ndarray, rule: SizeRule, mode: FitMode | str = FitMode.C
             allowed=rule.describe(),
         )
     target = rule.target_for(width, height)
-    if mode is FitMode.STRETCH:
-        return _resize(image, target)
-    if mode is FitMode.PAD:
-        return _pad_to(image, target)
-    return _resize(np.ascontiguousarray(_center_crop_to_aspect(image, target)), target)
+    source_box = _crop_box(width, height, target) if mode is FitMode.CROP else whole
+    placed_box = _pad_box(width, height, target) if mode is FitMode.PAD else (0, 0, *target)
+    return FitPlan((width, height), target, mode, source_box, placed_box)
+
+
+def fit_image(image: np.ndarray, rule: SizeRule, mode: FitMode | str = FitMode.CROP, *, field: str = "image") -> np.ndarray:
+    """The image at a size ``rule`` accepts, reached the way ``mode`` says (:func:`plan_fit`'s plan)."""
+    plan = plan_fit(*image_size(image), rule, mode, field=field)
+    if plan.unchanged:
+        return image
+    x, y, w, h = plan.source_box
+    left, top, inner_w, inner_h = plan.placed_box
+    resized = _resize(np.ascontiguousarray(image[y : y + h, x : x + w]), (inner_w, inner_h))
+    if (inner_w, inner_h) == plan.target:
+        return resized
+    canvas = np.zeros((plan.target[1], plan.target[0], 3), dtype=np.uint8)
+    canvas[top : top + inner_h, left : left + inner_w] = resized
+    return canvas

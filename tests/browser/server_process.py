@@ -14,18 +14,17 @@ HERE = Path(__file__).resolve().parent
 
 
 class Server:
-    """``img2vid serve`` with the holding engine, on a fixed port so that a restart keeps the page's URL."""
+    """``img2vid serve`` on a fixed port, so that a restart keeps the page's URL: with the holding engine, or
+    with ``models`` (``NAME=SOURCE`` each, ``--model`` repeated) the real local engine's tiny models."""
 
-    def __init__(self, data: Path, **env: str) -> None:
+    def __init__(self, data: Path, models: tuple[str, ...] = (), **env: str) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.hold = data / "hold"
-        self.env = subprocess_env(
-            IMG2VID_ENGINE_FACTORY="holding_engine:from_env",
-            IMG2VID_STEP_HOLD=str(self.hold),
-            **env,
-        )
+        self.models = models
+        engine = {} if models else {"IMG2VID_ENGINE_FACTORY": "holding_engine:from_env", "IMG2VID_STEP_HOLD": str(self.hold)}
+        self.env = subprocess_env(**engine, **env)
         self.env["PYTHONPATH"] += os.pathsep + str(HERE)
         self.process: subprocess.Popen[bytes] | None = None
         self.key = create_key_direct(data, "browser")
@@ -33,13 +32,17 @@ class Server:
     def start(self) -> None:
         log = open(self.data / "server.log", "ab")  # noqa: SIM115 - the child holds it; closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "img2vid", "serve", "--port", str(self.port), "--data", str(self.data), "--log-level", "warning"],
+            [
+                *(sys.executable, "-m", "img2vid", "serve", "--port", str(self.port), "--data", str(self.data)),
+                *("--log-level", "warning"),
+                *(arg for model in self.models for arg in ("--model", model)),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_healthy(self.url, self.process, timeout=60, log=self.data / "server.log")
+        wait_healthy(self.url, self.process, timeout=180 if self.models else 60, log=self.data / "server.log")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -26,7 +26,7 @@ from server_process import Server  # noqa: E402
 pytestmark = pytest.mark.live
 
 V2BETA = "/v2beta/image-to-video"
-JOB_URL = re.compile(r"#job=([0-9a-f]{64})$")
+JOB_URL = re.compile(r"#job=([0-9a-f]{64})(?:&|$)")
 
 
 @pytest.fixture
@@ -332,30 +332,40 @@ def test_refusals_are_the_servers_words_and_replace_each_other(page: Page, serve
     fill_form(page, server, landscape)
     notice = page.get_by_role("alert")
     submits = count_submits(page)
+    jobs_before = server.job_count()
 
-    # Refused in the page, with the words the server uses for the same value.
-    page.get_by_label("cfg scale").fill("11")
-    page.get_by_role("button", name="Generate").click()
-    expect(notice).to_contain_text(server_refusal(server, png_bytes(1024, 576), cfg_scale="11"))
-    expect(page.get_by_label("cfg scale")).to_be_focused()
+    # Judged by the server, whose words are shown next to the field they name and in the notice; the page
+    # has no number rules of its own, so Python's looser notations reach the server and are refused there.
+    for value in ("11", "+5", "1_000"):
+        page.get_by_label("cfg scale").fill(value)
+        page.get_by_role("button", name="Generate").click()
+        words = server_refusal(server, png_bytes(1024, 576), cfg_scale=value)
+        expect(notice).to_contain_text(words)
+        expect(page.get_by_label("cfg scale")).to_have_accessible_description(re.compile(re.escape(words)))  # by the field
+        expect(page.get_by_label("cfg scale")).to_be_focused()
     page.screenshot(path=shots / "10-refused-field.png", full_page=True)
     page.get_by_label("cfg scale").fill("1.8")
     expect(notice).to_be_hidden()  # what it said no longer holds
+    assert server.job_count() == jobs_before and len(submits) == 3  # each refused by the server, none a job
 
-    # A size the server refuses, said before submitting ("as is" sends the picture unfitted).
+    # A size the server refuses, said before submitting ("as is" sends the picture unfitted): the server's
+    # words from GET fit-plan, the plan the preview draws.
     page.get_by_label("Image", exact=True).set_input_files(photo)
-    page.get_by_label("Fit").select_option(label="As is")
-    words = server_refusal(server, png_bytes(800, 600))
+    page.get_by_label("Fit", exact=True).select_option(label="As is")
+    words = httpx.get(server.url + "/fit-plan", params={"width": 800, "height": 600, "fit": "strict"}).json()["message"]
+    assert "800x600" in words and "1024x576, 576x1024 or 768x768" in words
     expect(page.get_by_role("form", name="Settings").get_by_text(words)).to_be_visible()
     page.screenshot(path=shots / "11-refused-size.png", full_page=True)
-    assert submits == []
+    page.get_by_role("button", name="Generate").click()
+    expect(notice).to_contain_text(words)
+    assert len(submits) == 3  # the server's plan refused it: not sent
 
     # Fitted (crop, the default), the same picture is sent at an accepted size; the preview says how.
-    page.get_by_label("Fit").select_option(label="Crop to fill")
+    page.get_by_label("Fit", exact=True).select_option(label="Crop to fill")
     preview = page.get_by_role("region", name="Preview")
     expect(preview.get_by_text(re.compile(r"Crop: 800x600 → 1024x576; 25% cut from the top and bottom"))).to_be_visible()
     page.screenshot(path=shots / "12-crop-preview.png", full_page=True)
-    page.get_by_label("Fit").select_option(label="Pad with bars")
+    page.get_by_label("Fit", exact=True).select_option(label="Pad with bars")
     expect(preview.get_by_text(re.compile(r"Pad: 800x600 → 1024x576"))).to_be_visible()
     page.screenshot(path=shots / "13-pad-preview.png", full_page=True)
 

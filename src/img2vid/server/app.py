@@ -28,6 +28,7 @@ from ..jobs.settings import ServerSettings, load_settings
 from ..jobs.store import QUEUED
 from .deps import ServerState
 from .errors import install_error_handlers
+from .fitplan import router as fitplan_router
 from .info import router as info_router
 from .keys import KeyChecker
 from .metrics import ServerMetrics
@@ -154,7 +155,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.img2vid = state
-    routers = (router, info_router, operations_router)
+    routers = (router, info_router, fitplan_router, operations_router)
     install_error_handlers(app, routers)
     for included in routers:
         app.include_router(included)

@@ -234,8 +234,12 @@ def _overview(settings: ServerSettings) -> str:
 
 def _refine(document: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
     document.setdefault("info", {})["description"] = _overview(settings)
+    names = [model.name for model in settings.served_models()]
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "model" and parameter.get("in") == "query":
+                    parameter.setdefault("schema", {})["enum"] = names  # the served names, as the form's field
             responses = operation.get("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":  # FastAPI's, never answered
                 responses.pop("422")
