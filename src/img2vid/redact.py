@@ -4,9 +4,10 @@ A key given to :func:`register_secret` is replaced by ``********`` in log record
 loggers (once :func:`install_log_filter` ran), and :func:`redact` does the same for any text img2vid
 builds: an error body that echoes the authorization header, an exception's message, a progress line. It
 also masks authorization-like header values and the password in a ``user:password@host`` URL, whoever
-registered them, and any further secrets the caller names for one call (the ComfyUI nodes pass every key
-the process could send). The remote engine, the CLI, the server, the workers and the ComfyUI nodes all use
-it; none keeps its own.
+registered them. The registry is the one list of secrets in img2vid: the remote engine registers the key it
+sends, the ComfyUI nodes every key the process could send (the environment's, the config file's, a
+widget's). The remote engine, the CLI, the server, the workers and the ComfyUI nodes all use it; none keeps
+its own.
 
 URLs get one rule, :func:`mask_url_credentials`, whatever the scheme (``redis``, ``rediss``, ``amqp``,
 ``postgresql+psycopg``, ``http``): the password of ``user:password@host`` and of ``:password@host`` (Redis
@@ -24,11 +25,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
     "MASK",
+    "MIN_SECRET_LENGTH",
     "register_secret",
     "redact",
     "mask_url_credentials",
@@ -71,25 +73,33 @@ _PASSWORD_PARAM = re.compile(
     re.IGNORECASE,
 )
 
+#: The shortest string :func:`register_secret` accepts. Every key a server accepts is a secret whatever its
+#: length, so the bar sits as low as it can without masking the text itself: strings of 1 to 3 characters
+#: (``a``, ``ok``, ``576``) are in nearly every message, and a key that short would blank them all out of
+#: every error and log line. Real keys are far longer (img2vid's own are 54 characters, Stability's 51).
+MIN_SECRET_LENGTH = 4
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _installed = False
 
 
 def register_secret(secret: str | None) -> None:
-    """Redact ``secret`` from now on. Very short strings are ignored: masking them would mangle text."""
-    if secret and len(secret) >= 4:
+    """Redact ``secret`` (without surrounding whitespace, as it is sent) from now on, for the life of the
+    process. Strings shorter than :data:`MIN_SECRET_LENGTH` are ignored: masking them would mangle text."""
+    secret = secret.strip() if isinstance(secret, str) else None
+    if secret and len(secret) >= MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(secret)
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every registered secret, each of ``secrets``, every authorization-like header value and
-    every URL password masked. ``secrets`` are masked whatever their length: the caller chose them."""
+def redact(text: str) -> str:
+    """``text`` with every registered secret, every authorization-like header value and every URL password
+    masked."""
     if not text:
         return text
     with _lock:
-        known = _secrets | {s for s in secrets if s}
+        known = set(_secrets)
     for secret in sorted(known, key=len, reverse=True):  # a longer key that contains a shorter one goes first
         if secret in text:
             text = text.replace(secret, MASK)

@@ -15,15 +15,14 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["Video", "VideoFormat", "VIDEO_FORMATS", "FINISH_SUCCESS", "FINISH_CONTENT_FILTERED"]
+__all__ = ["Video", "VIDEO_FORMATS", "FINISH_SUCCESS", "FINISH_CONTENT_FILTERED"]
 
-VideoFormat = Literal["mp4", "webm", "webp", "gif", "png"]
 VIDEO_FORMATS: tuple[str, ...] = ("mp4", "webm", "webp", "gif", "png")
 FINISH_SUCCESS = "SUCCESS"
 FINISH_CONTENT_FILTERED = "CONTENT_FILTERED"

@@ -26,6 +26,7 @@ class DeviceEngine:
 
 
 def test_before_loading_comfyui_unloads_its_own_models_to_make_room(comfy_stub):
+    comfy_stub.torch_device = "cuda:0"
     comfy_stub.load_model("SDXL", 7 * GiB)
     comfy_stub.load_model("SDXL VAE", GiB // 4)
     comfy_stub.outside["cuda:0"] = 14 * GiB  # what else uses the card: 24 - 14 - 7.25 leaves 2.75 GiB
@@ -39,12 +40,40 @@ def test_before_loading_comfyui_unloads_its_own_models_to_make_room(comfy_stub):
     assert ("soft_empty_cache",) in comfy_stub.events
 
 
-def test_comfyui_keeps_its_models_when_there_is_room_and_nothing_is_asked_on_the_cpu(comfy_stub):
+def test_comfyui_keeps_its_models_when_there_is_room_and_is_not_asked_for_a_device_it_does_not_run_on(comfy_stub):
+    comfy_stub.torch_device = "cuda:0"
     comfy_stub.load_model("SDXL", 7 * GiB)
-    memory.make_room("cuda:0", 4 * GiB)
-    memory.make_room("cpu", 4 * GiB)  # ComfyUI frees nothing for the CPU either
+    memory.make_room("cuda", 4 * GiB)  # torch's name for ComfyUI's cuda:0
+    memory.make_room("cpu", 4 * GiB)  # ComfyUI runs its models on the GPU: it has nothing to unload here
+    memory.make_room("cuda:1", 4 * GiB)
     assert comfy_stub.loaded_model_names() == ["SDXL"]
     assert [e[2] for e in comfy_stub.events if e[0] == "free_memory"] == ["cuda:0"]
+
+
+@pytest.mark.parametrize("device, engine_device", [("cpu", "cpu"), ("mps", "mps"), ("xpu:0", "xpu"), ("cuda:1", "cuda:1")])
+def test_room_is_asked_on_every_device_comfyui_runs_its_models_on(comfy_stub, device, engine_device):
+    # ComfyUI started with --cpu (its models in RAM), on a Mac (mps), on Intel (xpu:0) or a second GPU.
+    comfy_stub.torch_device = device
+    comfy_stub.ram = comfy_stub.vram = 16 * GiB
+    comfy_stub.load_model("SDXL", 7 * GiB, device=device)
+    comfy_stub.outside[device] = 6 * GiB  # the rest of the system
+
+    memory.make_room(engine_device, 4 * GiB)
+
+    (request,) = [e for e in comfy_stub.events if e[0] == "free_memory"]
+    assert request[2] == device  # ComfyUI's own device object: its model list and get_free_memory want it
+    assert comfy_stub.loaded_model_names() == []  # 16 - 6 - 7 left too little for 4.4 GiB and a run
+
+
+def test_on_the_cpu_loading_releases_another_img2vid_model_when_ram_is_short(comfy_stub):
+    comfy_stub.torch_device = "cpu"  # ComfyUI started with --cpu
+    comfy_stub.ram = 16 * GiB
+    first = DeviceEngine(comfy_stub, 10 * GiB, device="cpu")  # a Wan model, loaded in RAM by an earlier run
+    memory.attach(first)
+
+    memory.make_room("cpu", 8 * GiB)  # another model's weights: 10 + 8 GiB do not fit in 16
+
+    assert not first.loaded
 
 
 def test_comfyui_loading_a_model_it_has_no_room_for_releases_the_engine(comfy_stub):
@@ -53,10 +82,22 @@ def test_comfyui_loading_a_model_it_has_no_room_for_releases_the_engine(comfy_st
     assert engine.make_room is memory.make_room
     mm = comfy_stub.model_management
 
-    mm.free_memory(4 * GiB, "cuda:0")  # room enough beside the engine: it stays warm
+    gpu = comfy_stub.device("cuda:0")
+    mm.free_memory(4 * GiB, gpu)  # room enough beside the engine: it stays warm
     assert engine.loaded
-    mm.free_memory(14 * GiB, "cuda:0")  # an SDXL run next to it: ComfyUI cannot make room alone
-    assert not engine.loaded and mm.get_free_memory("cuda:0") == 24 * GiB
+    mm.free_memory(14 * GiB, gpu)  # an SDXL run next to it: ComfyUI cannot make room alone
+    assert not engine.loaded and mm.get_free_memory(gpu) == 24 * GiB
+
+
+@pytest.mark.parametrize("device", ["cpu", "mps"])
+def test_free_model_and_node_cache_releases_the_engine_in_ram(comfy_stub, device):
+    comfy_stub.torch_device = device  # ComfyUI started with --cpu, or on a Mac: the button reaches this device
+    engine = DeviceEngine(comfy_stub, 2 * GiB, device=device)
+    memory.attach(engine)
+
+    comfy_stub.model_management.unload_all_models()
+
+    assert not engine.loaded
 
 
 def test_free_model_and_node_cache_releases_the_engine(comfy_stub):

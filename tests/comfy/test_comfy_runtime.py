@@ -11,14 +11,23 @@ import numpy as np
 import pytest
 
 from img2vid import errors
-from img2vid.comfy.runtime import NodeError, NodeRun, generate_videos
-from img2vid.engines.base import Engine, sleep_unless_cancelled
+from img2vid import redact as redact_module
+from img2vid.comfy.runtime import NodeError, NodeRun, generate_videos, register_known_secrets
+from img2vid.engines.base import Engine, raise_if_cancelled
 from img2vid.fitting import PROTOCOL_SIZES
+from img2vid.redact import MIN_SECRET_LENGTH
 from img2vid.request import VideoRequest
 from img2vid.video import Video
 from support.images import gradient
 
 SECRET = "sk-live-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    """An empty secrets registry for each test (the process's one is never emptied), so that a test sees
+    only what it registered."""
+    monkeypatch.setattr(redact_module, "_secrets", set())
 
 
 class ScriptedEngine(Engine):
@@ -73,7 +82,10 @@ def test_elapsed_time_is_shown_while_the_engine_gives_no_fraction(comfy_stub):
 
 def test_cancel_stops_a_waiting_engine_within_a_second(comfy_stub):
     def script(request, progress, cancel):
-        sleep_unless_cancelled(30.0, cancel)  # a job that would run for 30 s
+        deadline = time.monotonic() + 30.0  # a job that would run for 30 s, looking at cancel as engines do
+        while time.monotonic() < deadline:
+            raise_if_cancelled(cancel)
+            time.sleep(0.1)
         return _video()
 
     engine = ScriptedEngine(script)
@@ -109,10 +121,9 @@ def test_engine_errors_become_one_line_without_the_key(comfy_stub, monkeypatch, 
         raise errors.AuthenticationError(f"key {SECRET} was refused\nby the server", details=["check it"])
 
     caplog.set_level(logging.DEBUG)
+    register_known_secrets()
     with pytest.raises(NodeError) as caught:
-        from img2vid.comfy.runtime import known_secrets
-
-        generate_videos(ScriptedEngine(script), [_request()], secrets=known_secrets())
+        generate_videos(ScriptedEngine(script), [_request()])
     message = str(caught.value)
     assert message == "img2vid: key ******** was refused by the server (check it)"
     assert caught.value.kind == "AuthenticationError"
@@ -174,9 +185,41 @@ def test_a_failure_in_a_batch_names_the_image(comfy_stub):
 
 def test_keys_in_the_config_file_are_known_on_every_supported_python(monkeypatch, tmp_path):
     # The config file is TOML: tomllib from Python 3.11, tomli on 3.10 (the CI runs this file on both).
-    from img2vid.comfy.runtime import known_secrets
-
     config = tmp_path / "config.toml"
     config.write_text(f'base_url = "http://gpu-box:8000"\napi_key = "{SECRET}"\n')
     monkeypatch.setenv("IMG2VID_CONFIG", str(config))
-    assert known_secrets() == [SECRET]
+    register_known_secrets()
+    assert redact_module._secrets == {SECRET}
+    assert redact_module.redact(f"bad key {SECRET}") == "bad key ********"
+
+
+def test_every_key_the_process_could_send_goes_to_the_one_registry(monkeypatch, tmp_path, comfy_stub, caplog):
+    monkeypatch.setenv("IMG2VID_API_KEY", "  env-key-0123456789  ")  # sent stripped, so masked stripped
+    monkeypatch.setenv("STABILITY_API_KEY", "stability-key-0123456789")
+    monkeypatch.setenv("IMG2VID_CONFIG", str(tmp_path / "none.toml"))
+    register_known_secrets("widget-key-0123456789", None, "abc")  # a 3-character string would blank text
+
+    assert redact_module._secrets == {"env-key-0123456789", "stability-key-0123456789", "widget-key-0123456789"}
+
+    def script(request, progress, cancel):
+        progress(0.5, "echo widget-key-0123456789")
+        logging.getLogger("img2vid.comfy").warning("server said: env-key-0123456789")
+        raise errors.ServiceError("the server echoed stability-key-0123456789 (abc)")
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(NodeError) as caught:
+        generate_videos(ScriptedEngine(script), [_request()])
+    assert str(caught.value) == "img2vid: the server echoed ******** (abc)"
+    assert [t for t, _ in comfy_stub.texts if "echo" in t] == ["echo ********"]
+    assert "env-key" not in caplog.text and "server said: ********" in caplog.text
+
+
+def test_the_nodes_and_the_remote_engine_share_one_minimum_length():
+    from img2vid.engines.remote import RemoteEngine
+
+    short, enough = "x" * (MIN_SECRET_LENGTH - 1), "y" * MIN_SECRET_LENGTH
+    register_known_secrets(short, enough)
+    assert redact_module._secrets == {enough}
+    RemoteEngine(base_url="http://127.0.0.1:9", api_key="z" * (MIN_SECRET_LENGTH - 1)).close()
+    RemoteEngine(base_url="http://127.0.0.1:9", api_key="w" * MIN_SECRET_LENGTH).close()
+    assert redact_module._secrets == {enough, "w" * MIN_SECRET_LENGTH}

@@ -2,7 +2,8 @@
 
 It provides ``comfy.utils.ProgressBar`` (recording every update), ``comfy.model_management`` (the
 interrupt flag, ``processing_interrupted``, ``throw_exception_if_processing_interrupted``,
-``InterruptProcessingException``, ``get_torch_device``) and ``server.PromptServer.instance`` (recording
+``InterruptProcessingException``, ``get_torch_device``, which returns a :class:`Device` as ComfyUI returns a
+``torch.device``) and ``server.PromptServer.instance`` (recording
 ``send_progress_text``). As in ComfyUI, the progress bar's hook raises the interrupt exception when the
 bar is updated after Cancel was pressed. ``with_video=True`` adds ``comfy_api.latest``'s
 ``InputImpl.VideoFromComponents`` and ``Types.VideoComponents``.
@@ -11,9 +12,13 @@ Beyond those, each piece behaves as ComfyUI's own code does (read from ComfyUI's
 
 - ``comfy.model_management``'s memory side: ``current_loaded_models``, ``free_memory(memory_required,
   device, keep_loaded)`` (unloads the least-used models on the device until ``get_free_memory`` reaches
-  the request, then ``soft_empty_cache``), ``unload_all_models`` (``free_memory(1e30, get_torch_device())``,
-  which is what the "Free model and node cache" button reaches), ``minimum_inference_memory``, over a
-  pretend device of ``vram`` bytes (:meth:`ComfyStub.load_model` puts a ComfyUI model on it);
+  the request, then ``soft_empty_cache``; with nothing unloaded it still reads the device's free memory),
+  ``unload_all_models`` (``free_memory(1e30, get_torch_device())``, which is what the "Free model and node
+  cache" button reaches), ``minimum_inference_memory``, over pretend devices of ``vram`` bytes each
+  (:meth:`ComfyStub.load_model` puts a ComfyUI model on one). As in ComfyUI, ``get_free_memory`` reads a
+  CPU or ``mps`` device's free memory from the system's RAM (``ram`` bytes here) and takes anything else
+  down its GPU path, a device *name* (a ``str``) included, so the name ``"cpu"`` fails there as torch
+  fails it; models are matched by device object, never equal to a name, as ``torch.device`` compares;
 - ``folder_paths``: ``get_filename_list`` (files with a model extension in a folder's paths, searched
   recursively, relative names, sorted), ``get_full_path``, ``get_folder_paths`` and
   ``add_model_folder_path``; ``diffusers`` is registered as ComfyUI registers it, with the pseudo-extension
@@ -52,7 +57,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["ComfyStub", "install", "comfy_stub", "load_custom_node", "PromptRunner", "GiB"]
+__all__ = ["ComfyStub", "Device", "install", "comfy_stub", "load_custom_node", "PromptRunner", "GiB"]
 
 GiB = 1024**3
 #: ComfyUI's ``folder_paths.supported_pt_extensions``.
@@ -72,10 +77,13 @@ class ComfyStub:
     on_update: Any = None
     #: The id ComfyUI's execution context reports for the running node (nodes without a hidden id use it).
     executing_node: str | None = "5"
-    #: The device ComfyUI runs its models on (``get_torch_device``).
+    #: The device ComfyUI runs its models on (``get_torch_device`` gives it as a :class:`Device`): ``cpu``
+    #: as under ``--cpu``, ``cuda:0``, ``mps``, ``xpu:0`` ...
     torch_device: str = "cpu"
-    #: The pretend device's size, and what holds memory on it outside ComfyUI's models (by device name).
+    #: Each pretend GPU's size, the system's RAM (the CPU's and mps's memory, as ComfyUI reads it), and what
+    #: holds memory on a device outside ComfyUI's models (by device name).
     vram: int = 24 * GiB
+    ram: int = 64 * GiB
     outside: dict[str, int] = field(default_factory=dict)
     #: What ComfyUI's model management did, in order: ("free_memory", required, device), ("unload", name).
     events: list[tuple[Any, ...]] = field(default_factory=list)
@@ -103,10 +111,31 @@ class ComfyStub:
 
     def load_model(self, name: str, size: int, device: str = "cuda:0") -> Any:
         """A model ComfyUI loaded itself (an SDXL checkpoint, say), holding ``size`` bytes on ``device``."""
-        return self.model_management._load(name, size, device)
+        return self.model_management._load(name, size, Device.parse(device))
+
+    def device(self, name: str) -> Device:
+        """The device object ComfyUI would pass for ``name`` (``cuda:0``, ``cpu``)."""
+        return Device.parse(name)
 
     def loaded_model_names(self) -> list[str]:
         return [m.name for m in self.model_management.current_loaded_models]
+
+
+@dataclass(frozen=True)
+class Device:
+    """What ``torch.device`` is to ComfyUI: a type and an index, printed as ``cuda:0`` (``cpu``, ``mps``
+    without an index), equal only to a device of the same type and index, never to a name."""
+
+    type: str
+    index: int | None = None
+
+    @classmethod
+    def parse(cls, name: str) -> Device:
+        kind, _, index = name.partition(":")
+        return cls(kind, int(index) if index else None)
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
 
 def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
@@ -139,7 +168,7 @@ def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
     mm.processing_interrupted = processing_interrupted
     mm.interrupt_current_processing = interrupt_current_processing
     mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
-    mm.get_torch_device = lambda: stub.torch_device
+    mm.get_torch_device = lambda: Device.parse(stub.torch_device)
 
     class LoadedModel:
         """ComfyUI's record of one model on a device."""
@@ -159,15 +188,25 @@ def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
 
     current_loaded_models: list[LoadedModel] = []
 
-    def _load(name: str, size: int, device: str) -> LoadedModel:
+    def _load(name: str, size: int, device: Device) -> LoadedModel:
         model = LoadedModel(name, size, device)
         current_loaded_models.insert(0, model)
         return model
 
     def get_free_memory(dev: Any = None, torch_free_too: bool = False) -> Any:
-        dev = str(dev if dev is not None else mm.get_torch_device())
-        used = sum(m.size for m in current_loaded_models if str(m.device) == dev) + stub.outside.get(dev, 0)
-        free = max(0, stub.vram - used)
+        if dev is None:
+            dev = mm.get_torch_device()
+        if hasattr(dev, "type") and dev.type in ("cpu", "mps"):
+            size = stub.ram  # ComfyUI: psutil.virtual_memory().available
+        elif str(dev).partition(":")[0] in ("cpu", "mps"):
+            # ComfyUI takes anything without a ``type`` down its GPU path (torch.cuda.memory_stats(dev)),
+            # which refuses the name of the CPU.
+            raise ValueError(f"Expected a cuda device, but got: {dev}")
+        else:
+            size = stub.vram  # ComfyUI: the GPU's free memory and what torch holds unused there
+        name = str(dev)
+        used = sum(m.size for m in current_loaded_models if str(m.device) == name) + stub.outside.get(name, 0)
+        free = max(0, size - used)
         return (free, free) if torch_free_too else free
 
     def soft_empty_cache(force: bool = False) -> None:
@@ -182,7 +221,7 @@ def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
         can_unload = []
         for i in range(len(current_loaded_models) - 1, -1, -1):
             model = current_loaded_models[i]
-            if (device is None or str(model.device) == str(device)) and model not in keep_loaded:
+            if model.device == device and model not in keep_loaded:
                 can_unload.append((-model.model_offloaded_memory(), sys.getrefcount(model), model.model_memory(), i))
         unloaded = []
         for *_, i in sorted(can_unload):
@@ -192,6 +231,8 @@ def install(with_video: bool = False, with_v3: bool = False) -> ComfyStub:
         removed = [current_loaded_models.pop(i) for i in sorted(unloaded, reverse=True)]
         if removed:
             mm.soft_empty_cache()
+        else:  # ComfyUI (unless its vram state is HIGH_VRAM): empties torch's cache if it holds much free
+            mm.get_free_memory(device, torch_free_too=True)
         return removed
 
     def unload_all_models() -> None:

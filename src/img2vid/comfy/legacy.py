@@ -23,7 +23,7 @@ from ..engines.select import choose_engine
 from ..errors import AuthenticationError, InvalidInputError
 from ..fitting import FitMode
 from ..request import MAX_SEED, RANGES, VideoRequest
-from .runtime import generate_videos, known_secrets, node_errors
+from .runtime import generate_videos, node_errors, register_known_secrets
 from .schema import Field, NodeSpec, Out, SpecNode
 
 __all__ = ["SaltAIStableVideoDiffusion", "SPEC", "fold_seed", "SEED_MODULUS"]
@@ -116,8 +116,8 @@ class SaltAIStableVideoDiffusion(SpecNode):
 
     def generate_video(self, image: Any, api_key: str, seed: int = 0, cfg: float = 2.5, mbi: int = 40) -> tuple[Any]:
         widget_key = (api_key or "").strip() or None
-        secrets = known_secrets(widget_key)
-        with node_errors(secrets):
+        register_known_secrets(widget_key)
+        with node_errors():
             _check_single_image(image)
             request = VideoRequest(
                 image=image,
@@ -131,7 +131,7 @@ class SaltAIStableVideoDiffusion(SpecNode):
             _check_reachable(base_url, key)
             engine = choose_engine(base_url, api_key=key)
         try:
-            video = generate_videos(engine, [request], secrets=secrets)[0]
+            video = generate_videos(engine, [request])[0]
         finally:
             engine.close()
         return (video.to_comfy(),)

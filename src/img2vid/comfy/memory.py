@@ -6,7 +6,9 @@ node cache" button reaches the same function through ``unload_all_models()`` (``
 It has no registry for memory held outside its own model objects, so img2vid takes part from both sides:
 
 - before the local engine moves its weights to the device, it asks ``free_memory`` for the weights plus
-  ComfyUI's minimum inference memory, as ComfyUI's own loader does for its models (:func:`make_room`);
+  ComfyUI's minimum inference memory, as ComfyUI's own loader does for its models (:func:`make_room`), on
+  whichever device ComfyUI runs its models: a CUDA or ROCm GPU, Apple's ``mps``, Intel's ``xpu``, or the
+  CPU when ComfyUI was started with ``--cpu`` (ComfyUI reads free memory there from the system's RAM);
 - ``free_memory`` is wrapped once per process (:func:`watch_comfyui`): when ComfyUI still lacks room after
   unloading its own models, or unloads everything, img2vid's engines on that device are released;
 - a run the user interrupted releases its engine too (:func:`release_after_interrupt`).
@@ -20,7 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
+
+from .host import model_management
 
 __all__ = ["attach", "make_room", "watch_comfyui", "release_engines", "release_after_interrupt"]
 
@@ -35,42 +40,54 @@ _engines: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
-def _model_management() -> Any | None:
-    try:
-        import comfy.model_management as mm  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - not inside ComfyUI
-        return None
-    return mm
+def _device_key(device: Any) -> tuple[str, int]:
+    """``cuda:1`` as ``("cuda", 1)``; a device named without an index (torch's ``cuda``, ``mps``, ``cpu``) is
+    that kind's device 0, the one torch means by it unless told otherwise."""
+    kind, _, index = str(device).partition(":")
+    return kind, int(index) if index.isdigit() else 0
 
 
 def _same_device(a: Any, b: Any) -> bool:
-    """ComfyUI's ``cuda:0`` and torch's ``cuda`` name one device; ``None`` (ComfyUI: any device) matches all."""
+    """ComfyUI's ``cuda:0`` (``xpu:0``) and torch's ``cuda`` (``xpu``) name one device; ``None`` (ComfyUI:
+    any device) matches all."""
     if a is None or b is None:
         return True
-    left, right = str(a), str(b)
-    return left == right or {left, right} == {"cuda", "cuda:0"}
+    return _device_key(a) == _device_key(b)
 
 
-def _comfy_device(mm: Any, device: Any) -> Any:
-    """ComfyUI's own object for ``device`` where it is ComfyUI's device (its list compares device objects)."""
+def _comfy_device(mm: Any, device: Any) -> Any | None:
+    """ComfyUI's own object for ``device`` where ComfyUI runs its models there, else ``None``.
+
+    ComfyUI's functions want its own device object: its model list compares torch devices (never equal to
+    a name), and ``get_free_memory`` takes a name down its GPU path, which fails for the CPU's."""
     try:
         own = mm.get_torch_device()
-    except Exception:  # noqa: BLE001
-        return device
-    return own if _same_device(own, device) else device
+    except Exception:  # noqa: BLE001 - a ComfyUI that cannot name its device manages none for us
+        return None
+    return own if _same_device(own, device) else None
 
 
 def make_room(device: Any, weight_bytes: int) -> None:
-    """Ask ComfyUI to unload its models until the weights and a run fit on ``device`` (not on the CPU,
-    where ComfyUI frees nothing either)."""
-    mm = _model_management()
-    if mm is None or str(device).startswith("cpu") or not callable(getattr(mm, "free_memory", None)):
+    """Ask ComfyUI to unload its models until the weights and a run fit on ``device``.
+
+    Asked on the device ComfyUI runs its models on (``get_torch_device``), whichever it is: a GPU, ``mps``,
+    ``xpu``, or the CPU under ``--cpu``, where ComfyUI answers the same call with the system's RAM as free
+    memory (its "Free model and node cache" button makes this call there too), and the wrapper below then
+    releases another img2vid model held in RAM when both do not fit. Not on a device ComfyUI runs no models
+    on (the CPU beside ComfyUI's GPU): it has nothing to unload there, and its own loader never asks there.
+    """
+    mm = model_management()
+    if mm is None or not callable(getattr(mm, "free_memory", None)):
         return
-    inference = getattr(mm, "minimum_inference_memory", None)
-    extra = inference() if callable(inference) else _FALLBACK_INFERENCE_BYTES
+    own = _comfy_device(mm, device)
+    if own is None:
+        log.debug("img2vid: %s is not the device ComfyUI runs its models on; no room asked", device)
+        return
+    inference: Callable[[], int] | None = getattr(mm, "minimum_inference_memory", None)
+    extra = int(inference()) if inference is not None else _FALLBACK_INFERENCE_BYTES
     needed = weight_bytes * _WEIGHT_FACTOR + extra
     log.info("img2vid: asking ComfyUI for %.1f GiB on %s for the local model", needed / 1024**3, device)
-    mm.free_memory(needed, _comfy_device(mm, device))
+    mm.free_memory(needed, own)
 
 
 def release_engines(device: Any = None) -> int:
@@ -87,7 +104,7 @@ def release_engines(device: Any = None) -> int:
 
 def watch_comfyui() -> None:
     """Wrap ComfyUI's ``free_memory`` (once per process) so that its unloading reaches img2vid's engines."""
-    mm = _model_management()
+    mm = model_management()
     original = getattr(mm, "free_memory", None)
     if mm is None or not callable(original) or getattr(original, "_img2vid_watch", False):
         return
@@ -127,7 +144,7 @@ def _release_if_short(mm: Any, memory_required: Any, device: Any) -> None:
 
 def attach(engine: Any) -> None:
     """Make a local engine that is about to run inside ComfyUI known to ComfyUI's model management."""
-    if _model_management() is None or not hasattr(engine, "release"):
+    if model_management() is None or not hasattr(engine, "release"):
         return  # a remote engine holds no device memory; outside ComfyUI there is nobody to tell
     engine.make_room = make_room
     _engines.add(engine)
@@ -138,7 +155,7 @@ def release_after_interrupt(engine: Any) -> None:
     """The user stopped a run: give the local model's memory back (the next run loads it again)."""
     if engine in _engines and getattr(engine, "loaded", False) and engine.release():
         log.info("img2vid: released the local model after the interrupt")
-        mm = _model_management()
+        mm = model_management()
         empty = getattr(mm, "soft_empty_cache", None)
         if callable(empty):
             empty()

@@ -38,6 +38,7 @@ from ..fitting import FitMode
 from ..request import DEFAULT_MOTION_BUCKET_ID, ENGINE_DEFAULTS, MAX_PROMPT_CHARS, MAX_SEED, RANGES, VideoRequest
 from ..video import Video
 from . import memory as comfy_memory
+from .host import model_management
 from .models import (
     HUB_DEFAULT,
     ModelChoice,
@@ -46,7 +47,7 @@ from .models import (
     model_choices,
     resolve_choice,
 )
-from .runtime import generate_videos, is_interrupt, known_secrets, node_errors
+from .runtime import generate_videos, is_interrupt, node_errors, register_known_secrets
 from .schema import Field, NodeSpec, Out, SpecNode
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "svd_fields",
     "checkpoint_choices",
     "choose_node_engine",
-    "video_type_available",
 ]
 
 ENGINE_CHOICES = ["auto", "remote", "local"]
@@ -91,11 +91,6 @@ def _find_video_api() -> tuple[Any, Any] | None:
 
 #: Looked up once, when ComfyUI loads the node: the node's outputs are fixed at that moment.
 _VIDEO_API = _find_video_api()
-
-
-def video_type_available() -> bool:
-    """Whether this ComfyUI offers the VIDEO type (the node then has a ``video`` output)."""
-    return _VIDEO_API is not None
 
 
 def _int_range(name: str) -> tuple[int, int]:
@@ -135,11 +130,10 @@ def _text_field(name: str, meaning: str) -> Field:
 
 def _comfy_device() -> str | None:
     """ComfyUI's torch device, so the local engine runs where ComfyUI's own models run."""
+    mm = model_management()
     try:
-        import comfy.model_management as mm  # type: ignore[import-not-found]
-
-        return str(mm.get_torch_device())
-    except Exception:  # noqa: BLE001 - no ComfyUI: the engine picks the best device itself
+        return str(mm.get_torch_device()) if mm is not None else None
+    except Exception:  # noqa: BLE001 - a ComfyUI that cannot name its device: the engine picks one itself
         return None
 
 
@@ -500,8 +494,8 @@ class Img2VidImageToVideo(SpecNode):
         negative_prompt: str = "",
         unique_id: str | None = None,
     ) -> tuple[Any, ...]:
-        secrets = known_secrets()
-        with node_errors(secrets):
+        register_known_secrets()
+        with node_errors():
             svd_only = svd_fields(
                 _request_family(engine, server, model),
                 {
@@ -511,41 +505,54 @@ class Img2VidImageToVideo(SpecNode):
                     "decode_chunk_size": decode_chunk_size,
                 },
             )
-            requests = [
-                VideoRequest(
-                    image=item,
-                    seed=seed,
-                    cfg_scale=cfg_scale or None,  # 0: the model's default (0 and 1 both mean no guidance)
-                    frames=frames or None,
-                    steps=steps or None,
-                    fps=fps or None,
-                    prompt=prompt,
-                    negative_prompt=negative_prompt,
-                    fit=fit,
-                    **svd_only,
-                )
-                for item in _batch(image)
-            ]
+            requests = _requests(
+                image,
+                seed=seed,
+                cfg_scale=cfg_scale or None,  # 0: the model's default (0 and 1 both mean no guidance)
+                frames=frames or None,
+                steps=steps or None,
+                fps=fps or None,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                fit=fit,
+                **svd_only,
+            )
             chosen = choose_node_engine(engine, server, model, speed=speed, memory=memory)
-        comfy_memory.attach(chosen)
-        node_id = str(unique_id) if unique_id is not None else None
-        try:
-            videos = generate_videos(chosen, requests, node_id=node_id, secrets=secrets)
-        except BaseException as exc:
-            if is_interrupt(exc):
-                comfy_memory.release_after_interrupt(chosen)
-            raise
-        finally:
-            chosen.close()  # a remote engine's connections; the shared local engine stays warm
-        with node_errors(secrets):
-            all_frames = _concat_frames(videos)
-        counts = [v.num_frames for v in videos]
-        outputs: tuple[Any, ...] = (all_frames, videos[0].fps, counts)
-        if _VIDEO_API is not None:
-            start = 0
-            clips = []
-            for video, count in zip(videos, counts):
-                clips.append(_video_object(all_frames[start : start + count], video.fps))
-                start += count
-            outputs += (clips,)
-        return outputs
+        videos = _run(chosen, requests, None if unique_id is None else str(unique_id))
+        return _outputs(videos)
+
+
+def _requests(image: Any, **fields: Any) -> list[VideoRequest]:
+    """One request per image of the batch, each with the node's fields."""
+    return [VideoRequest(image=item, **fields) for item in _batch(image)]
+
+
+def _run(engine: Engine, requests: list[VideoRequest], node_id: str | None) -> list[Video]:
+    """The videos, made by ``engine`` under ComfyUI's progress bar, Cancel and memory management; the
+    engine's connections are closed after (the shared local engine stays warm, unless interrupted)."""
+    comfy_memory.attach(engine)
+    try:
+        return generate_videos(engine, requests, node_id=node_id)
+    except BaseException as exc:
+        if is_interrupt(exc):
+            comfy_memory.release_after_interrupt(engine)
+        raise
+    finally:
+        engine.close()
+
+
+def _outputs(videos: list[Video]) -> tuple[Any, ...]:
+    """The node's outputs: every frame in one IMAGE batch, the frame rate, each video's frame count and,
+    where this ComfyUI has the VIDEO type, one video object per input image."""
+    with node_errors():
+        all_frames = _concat_frames(videos)
+    counts = [v.num_frames for v in videos]
+    outputs: tuple[Any, ...] = (all_frames, videos[0].fps, counts)
+    if _VIDEO_API is not None:
+        start = 0
+        clips = []
+        for video, count in zip(videos, counts):
+            clips.append(_video_object(all_frames[start : start + count], video.fps))
+            start += count
+        outputs += (clips,)
+    return outputs

@@ -3,7 +3,9 @@
 It wires an engine's ``progress`` and ``cancel`` callbacks to ComfyUI: the node's progress bar
 (``comfy.utils.ProgressBar``), a text line with the elapsed time while the engine can give no fraction
 (``PromptServer.send_progress_text``), and ComfyUI's Cancel button (``comfy.model_management``'s interrupt
-flag). It turns every failure into one line a ComfyUI user can act on, with any known API key blanked out.
+flag). It turns every failure into one line a ComfyUI user can act on, with any known API key blanked out:
+each node registers every key the process could send with :mod:`img2vid.redact`'s one registry before it
+runs (:func:`register_known_secrets`), so its messages, progress text and log records are masked there.
 
 Everything ComfyUI provides is looked up when a node runs, never at import: the nodes import and work
 without ComfyUI (each piece then quietly does nothing). This module must never poll, retry or fit images
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +25,10 @@ from typing import Any
 from .. import errors
 from ..config import ENV_API_KEY, ENV_STABILITY_API_KEY, load_config
 from ..engines.base import Engine
-from ..redact import redact
+from ..redact import install_log_filter, redact, register_secret
 from ..request import VideoRequest
 from ..video import Video
+from .host import model_management
 
 __all__ = [
     "NodeError",
@@ -35,7 +38,7 @@ __all__ = [
     "node_errors",
     "interrupt_exception",
     "is_interrupt",
-    "known_secrets",
+    "register_known_secrets",
     "PROGRESS_STEPS",
 ]
 
@@ -60,27 +63,23 @@ class NodeError(RuntimeError):
 # ---------------------------------------------------------------------- secrets and messages
 
 
-def known_secrets(*explicit: str | None) -> list[str]:
-    """Every API key this process could send: the given ones, the environment's and the config file's.
-
-    Messages are scrubbed of all of them, whichever the engine used, so no path can leak one.
-    """
+def register_known_secrets(*explicit: str | None) -> None:
+    """Register every API key this process could send with the one registry (:mod:`img2vid.redact`): the
+    given ones (a widget's), the environment's and the config file's, whichever the engine will use, so no
+    path can leak one. Also filters img2vid's loggers, so a key never reaches a log record either."""
+    install_log_filter()
     found = [os.environ.get(ENV_API_KEY), os.environ.get(ENV_STABILITY_API_KEY), *explicit]
     try:
         value = load_config().get("api_key")
     except errors.Img2VidError:
-        value = None
+        value = None  # a broken config file: reading it for the run reports it, in its own words
     if isinstance(value, str):
         found.append(value)
-    # Very short strings would blank out ordinary words; real keys are long.
-    return sorted({s.strip() for s in found if s and len(s.strip()) >= 6}, key=len, reverse=True)
+    for secret in found:
+        register_secret(secret)
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    return redact(text, secrets)  # the core's one redaction, with every key this process could send
-
-
-def node_message(error: BaseException, secrets: Sequence[str] = ()) -> str:
+def node_message(error: BaseException) -> str:
     """One line for a ComfyUI user: what went wrong and, where img2vid knows, what to do."""
     if isinstance(error, errors.Img2VidError):
         text = error.message
@@ -89,22 +88,14 @@ def node_message(error: BaseException, secrets: Sequence[str] = ()) -> str:
     else:
         text = f"unexpected {type(error).__name__}: {error} (see the ComfyUI console for details)"
     line = " ".join(str(text).split())  # one line: newlines and runs of spaces collapse
-    return "img2vid: " + _scrub(line, secrets)
+    return "img2vid: " + redact(line)
 
 
 # ---------------------------------------------------------------------- ComfyUI lookups
 
 
-def _model_management() -> Any | None:
-    try:
-        import comfy.model_management as model_management  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - no ComfyUI, or a broken one: run without interrupt support
-        return None
-    return model_management
-
-
 def _interrupted() -> bool:
-    mm = _model_management()
+    mm = model_management()
     check = getattr(mm, "processing_interrupted", None)
     return bool(check()) if callable(check) else False
 
@@ -114,7 +105,7 @@ def interrupt_exception() -> BaseException:
 
     ``throw_exception_if_processing_interrupted`` also clears ComfyUI's flag, as its own nodes do.
     """
-    mm = _model_management()
+    mm = model_management()
     throw = getattr(mm, "throw_exception_if_processing_interrupted", None)
     if callable(throw):
         try:
@@ -129,7 +120,7 @@ def interrupt_exception() -> BaseException:
 
 def is_interrupt(exc: BaseException) -> bool:
     """Whether ``exc`` is ComfyUI's interrupt (the user pressed Cancel)."""
-    cls = getattr(_model_management(), "InterruptProcessingException", None)
+    cls = getattr(model_management(), "InterruptProcessingException", None)
     return isinstance(cls, type) and isinstance(exc, cls)
 
 
@@ -157,7 +148,7 @@ def _executing_node_id() -> str | None:
 
 def _text_sender(node_id: str | None) -> Callable[[str], None] | None:
     """``send_progress_text`` for this node, when running inside a ComfyUI server that has it."""
-    if node_id is None or _model_management() is None:  # only inside ComfyUI is ``server`` ComfyUI's
+    if node_id is None or model_management() is None:  # only inside ComfyUI is ``server`` ComfyUI's
         return None
     try:
         from server import PromptServer  # type: ignore[import-not-found]
@@ -186,7 +177,6 @@ class NodeRun:
 
     jobs: int = 1
     node_id: str | None = None
-    secrets: Sequence[str] = ()
     clock: Callable[[], float] = time.monotonic
     _bar: Any = field(default=None, init=False, repr=False)
     _send_text: Callable[[str], None] | None = field(default=None, init=False, repr=False)
@@ -234,7 +224,7 @@ class NodeRun:
     def _text(self, text: str) -> None:
         self._last_text_at = self.clock()
         if self._send_text is not None:
-            self._send_text(_scrub(self._prefix() + text, self.secrets))
+            self._send_text(redact(self._prefix() + text))
 
     def _set_bar(self, fraction: float) -> None:
         if self._bar is None:
@@ -270,7 +260,7 @@ class NodeRun:
                 raise
             if self._stopped or _interrupted() or isinstance(exc, (errors.CancelledError, KeyboardInterrupt)):
                 raise interrupt_exception() from None
-            message = node_message(exc, self.secrets)
+            message = node_message(exc)
             if self.jobs > 1:  # say which image of the batch failed
                 message = message.replace("img2vid: ", "img2vid: " + self._prefix(), 1)
             # The cause is dropped on purpose: a library's exception text could carry a header or URL.
@@ -301,11 +291,9 @@ def _log_fit(engine: Engine, request: VideoRequest) -> None:
     )
 
 
-def generate_videos(
-    engine: Engine, requests: Sequence[VideoRequest], *, node_id: str | None = None, secrets: Sequence[str] = ()
-) -> list[Video]:
+def generate_videos(engine: Engine, requests: Sequence[VideoRequest], *, node_id: str | None = None) -> list[Video]:
     """One video per request, in order, on one progress bar."""
-    run = NodeRun(jobs=len(requests), node_id=node_id, secrets=secrets)
+    run = NodeRun(jobs=len(requests), node_id=node_id)
     videos = []
     for index, request in enumerate(requests):
         run.start_job(index)
@@ -314,12 +302,12 @@ def generate_videos(
 
 
 @contextmanager
-def node_errors(secrets: Sequence[str] = ()) -> Iterator[None]:
+def node_errors() -> Iterator[None]:
     """Failures before any engine runs (checking inputs, choosing the engine) as one-line node errors."""
     try:
         yield
     except errors.Img2VidError as exc:
-        raise NodeError(node_message(exc, secrets), kind=type(exc).__name__) from None
+        raise NodeError(node_message(exc), kind=type(exc).__name__) from None
     except ImportError as exc:
         missing = exc.name or "a package it needs"
         raise NodeError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled, sleep_unless_cancelled
+from .base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 
 if TYPE_CHECKING:
     from .local import LocalEngine
@@ -19,7 +19,6 @@ __all__ = [
     "ProgressCallback",
     "CancelCheck",
     "raise_if_cancelled",
-    "sleep_unless_cancelled",
     "RemoteEngine",
     "LocalEngine",
 ]

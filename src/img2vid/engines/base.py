@@ -17,7 +17,6 @@ it. A closed engine may be used again; it loads or connects anew.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -31,7 +30,6 @@ __all__ = [
     "ProgressCallback",
     "CancelCheck",
     "raise_if_cancelled",
-    "sleep_unless_cancelled",
 ]
 
 #: ``progress(fraction, text)``: fraction in 0..1, or ``None`` while the engine cannot tell (a remote
@@ -86,14 +84,3 @@ def raise_if_cancelled(cancel: CancelCheck | None) -> None:
     """Raise :class:`CancelledError` if the user asked to stop."""
     if cancel is not None and cancel():
         raise CancelledError("cancelled by the user")
-
-
-def sleep_unless_cancelled(seconds: float, cancel: CancelCheck | None) -> None:
-    """Sleep in short slices, checking ``cancel`` between them, so a stop is obeyed at once."""
-    deadline = time.monotonic() + max(0.0, seconds)
-    while True:
-        raise_if_cancelled(cancel)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(CANCEL_CHECK_INTERVAL, left))

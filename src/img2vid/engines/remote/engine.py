@@ -5,7 +5,8 @@ Stability's service or an img2vid server through it. ``generate`` reads top to b
 image, submit once, poll until done, read the result; a user's stop after the submit also cancels the job
 on an img2vid server (:meth:`RemoteEngine.cancel_job`). The decisions (retry, wait, give up) live in
 ``_policy``, the one wait in ``_wait``, sending in ``_http``, the polling loop in ``_polling``, the error
-wording in ``_errors``, the result forms in ``_result``.
+wording in ``_errors``, the result forms in ``_result``, and the checks of the constructor's arguments (the
+server, its key, the numbers, the headers) in ``_options``.
 
 It must never send a second submit once the first may have reached the server (each is a paid job on the
 hosted service; an img2vid server also gets an ``Idempotency-Key``, so even a retried submit makes one
@@ -19,7 +20,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import re
 import uuid
 from typing import Any, Literal
@@ -28,24 +28,25 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from ... import __version__, errors
-from ...config import (
-    is_stability_url,
-    load_config,
-    mask_url_password,
-    missing_key_message,
-    resolve_api_key,
-    resolve_base_url,
-)
+from ... import errors
+from ...config import is_stability_url, mask_url_password
 from ...fitting import PROTOCOL_SIZES, FixedSizes
-from ...redact import MASK, install_log_filter, redact, register_secret
+from ...redact import MASK, install_log_filter, redact
 from ...request import DEFAULT_CFG_SCALE, DEFAULT_MOTION_BUCKET_ID, TEXT_FIELDS, VideoRequest
 from ...video import Video
 from ..base import CancelCheck, Engine, ProgressCallback, raise_if_cancelled
 from . import _wait
-from ._errors import error_from_response, retired_service_error
+from ._errors import error_from_response
 from ._http import Sender, tls_context
-from ._policy import DEFAULT_RETRY_POLICY, RetryPolicy, first_poll_wait
+from ._options import (
+    checked_poll_interval,
+    checked_retry_policy,
+    model_name,
+    positive,
+    request_headers,
+    server_and_key,
+)
+from ._policy import RetryPolicy, first_poll_wait
 from ._polling import poll_until_done
 from ._result import video_from_response
 from ._wait import CancelWatch, Clock, Deadline, Waiter
@@ -67,8 +68,6 @@ DEFAULT_TIMEOUT = 600.0
 #: Stability asked clients to poll no more than once every 10 seconds; an img2vid server is happy with 1.
 STABILITY_POLL_INTERVAL = 10.0
 SERVER_POLL_INTERVAL = 1.0
-#: The protocol's limit on each ``stability-client-*`` header.
-MAX_CLIENT_HEADER = 256
 #: How long ``cancel_job`` may take, retries included.
 CANCEL_TIMEOUT = 10.0
 #: How long the cancel sent after a user's stop may take: one attempt, so the stop is not held up.
@@ -81,23 +80,6 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 def default_poll_interval(base_url: str) -> float:
     return STABILITY_POLL_INTERVAL if is_stability_url(base_url) else SERVER_POLL_INTERVAL
-
-
-def _positive(name: str, value: float, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise errors.InvalidInputError.for_field(name, value, allowed)
-    return float(value)
-
-
-def _client_header(name: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    text = str(value)
-    if len(text) > MAX_CLIENT_HEADER or any(c in text for c in "\r\n") or not text.isprintable():
-        raise errors.InvalidInputError.for_field(
-            name, text, f"printable text of at most {MAX_CLIENT_HEADER} characters"
-        )
-    return text
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -143,55 +125,17 @@ class RemoteEngine(Engine):
     ) -> None:
         install_log_filter()
         self._clock: Clock = clock if clock is not None else _wait.SYSTEM_CLOCK
-        register_secret(api_key)
-        config = load_config()
-        self.base_url = resolve_base_url(base_url, config)
-        key = resolve_api_key(api_key, self.base_url, config)
-        register_secret(key)
-        if key is None and self.is_stability:
-            # A key alone would not help: say that the service is gone, and what to use instead.
-            raise errors.AuthenticationError(
-                f"{missing_key_message(self.base_url)}. But {retired_service_error(self.base_url).message}"
-            )
-        self._api_key = key
-        self.timeout = _positive("timeout", timeout, "a number of seconds above 0")
-        if poll_interval is None:
-            self.poll_interval = default_poll_interval(self.base_url)
-        elif isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool) and 0 <= poll_interval < math.inf:
-            self.poll_interval = float(poll_interval)
-        else:
-            raise errors.InvalidInputError.for_field("poll_interval", poll_interval, "a number of seconds, 0 or more")
-        policy = retry_policy or DEFAULT_RETRY_POLICY
-        if max_retries is None:
-            max_retries = policy.max_retries
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
-            raise errors.InvalidInputError.for_field("max_retries", max_retries, "an integer from 0 to 10")
+        self.base_url, self._api_key = server_and_key(base_url, api_key)
+        self.timeout = positive("timeout", timeout, "a number of seconds above 0")
+        self.poll_interval = checked_poll_interval(poll_interval, default_poll_interval(self.base_url))
+        self.retry_policy = checked_retry_policy(retry_policy, max_retries)
         if api_version not in ROUTES:
             raise errors.InvalidInputError.for_field("api_version", api_version, "v2beta or v2alpha")
         self.api_version: ApiVersion = api_version
-        self.retry_policy = dataclasses.replace(policy, max_retries=max_retries)
         #: The server's model to ask for (the ``model`` form field); None: the server's default model.
-        self.model = _model_name(model, self.is_stability)
-
-        headers = {"user-agent": f"img2vid/{__version__}", "accept": "video/*"}
-        for name, value in (
-            ("stability-client-id", _client_header("client_id", client_id)),
-            ("stability-client-user-id", _client_header("user_id", user_id)),
-            ("stability-client-version", _client_header("version", version)),
-        ):
-            if value is not None:
-                headers[name] = value
-        if key is not None:
-            if not (key.isascii() and key.isprintable()):
-                # Never shown: only where it came from and what a key looks like.
-                raise errors.InvalidInputError(
-                    "api_key must be printable ASCII text, as the server issued it; the key given (argument, "
-                    "environment or config file) has other characters",
-                    field="api_key",
-                    allowed="printable ASCII text",
-                )
-            headers["authorization"] = f"Bearer {key}"
-        self._headers, self._transport = headers, transport
+        self.model = model_name(model, self.is_stability)
+        self._headers = request_headers(self._api_key, client_id=client_id, user_id=user_id, version=version)
+        self._transport = transport
         try:
             self._connect()
         except (httpx.InvalidURL, ValueError):
@@ -457,19 +401,3 @@ class RemoteEngine(Engine):
             "server (results are kept for 24 hours): allow more time with a longer timeout"
         )
 
-
-def _model_name(model: str | None, is_stability: bool) -> str | None:
-    """A server model's name as the ``model`` form field carries it, or None for the server's default."""
-    if model is None or (isinstance(model, str) and not model.strip()):
-        return None
-    if not isinstance(model, str) or len(model.strip()) > 200 or not model.strip().isprintable():
-        raise errors.InvalidInputError.for_field("model", model, "a model name the server lists (printable, at most 200 characters)")
-    if is_stability:
-        raise errors.InvalidInputError(
-            f"model: Stability's image-to-video service has one model and takes no model name; {model.strip()!r} "
-            "names a model of an img2vid server: pass that server's URL",
-            field="model",
-            value=model,
-            allowed="no model for Stability's service",
-        )
-    return model.strip()
