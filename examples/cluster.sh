@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # img2vid past one machine, in miniature and offline: one PostgreSQL (the truth), one Redis (the doorbell),
-# two front ends (`img2vid serve --dispatch celery`, no model) and two workers (`img2vid worker`, the tiny
-# model), all on this machine on free ports in a temporary folder. A few jobs go in through both front ends
-# with the CLI; the script prints which worker ran each, then stops everything and removes the folder.
+# two front ends (`img2vid serve --dispatch celery`, no model loaded) and two workers of two model families
+# (`img2vid worker --model svd=tiny` and `--model wan=tiny-wan2.2-ti2v-5b`, tiny random models), all on this
+# machine on free ports in a temporary folder. The first front end is started without --model and admits the
+# models the live workers hold; the second names both. Jobs of both models go in through both front ends
+# with the CLI; the script prints which worker ran each (every svd job on the svd worker, every wan job on
+# the wan worker), then stops everything and removes the folder.
 #
-#   bash examples/cluster.sh [JOBS]          (default 4; IMAGE may name another input image)
+#   bash examples/cluster.sh [JOBS]          (default 4, alternating svd and wan; IMAGE may name another image)
 #
 # Needs redis-server and PostgreSQL's initdb/pg_ctl on the machine (PostgreSQL runs as the `postgres` user
 # when this runs as root). On real machines the same commands run on separate hosts: README, "Many GPUs".
@@ -44,6 +47,20 @@ while time.monotonic() < deadline:
 sys.exit(f"{sys.argv[1]} did not become healthy within 180 s")
 PY
 }
+wait_models() {  # URL MODEL...: until /healthz says a live worker holds each model
+    python - "$@" <<'PY'
+import sys, time
+import httpx
+url, wanted = sys.argv[1], sys.argv[2:]
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline:
+    models = httpx.get(url + "/healthz", timeout=2).json().get("models", {})
+    if all(models.get(name, {}).get("held") for name in wanted):
+        sys.exit(0)
+    time.sleep(0.3)
+sys.exit(f"{url} does not see live workers for {wanted} within 180 s: {models}")
+PY
+}
 
 pg_port=$(port)
 redis_port=$(port)
@@ -61,33 +78,45 @@ export IMG2VID_DATA="$tmp/data"
 
 key=$(img2vid keys create --name cluster)     # one store: the key works on every front end
 
+# Front end 1 admits what live workers hold (no --model); front end 2 admits exactly the models it names.
 fronts=()
 for n in 1 2; do
     p=$(port)
-    img2vid serve --dispatch celery --port "$p" --log-level warning >"$tmp/front$n.log" 2>&1 &
+    models=()
+    [ "$n" = 2 ] && models=(--model svd=tiny --model wan=tiny-wan2.2-ti2v-5b)
+    img2vid serve --dispatch celery --port "$p" "${models[@]}" --log-level warning >"$tmp/front$n.log" 2>&1 &
     pids+=($!)
     fronts+=("http://127.0.0.1:$p")
 done
-for n in 1 2; do
-    img2vid worker --model tiny --name "worker-$n" --log-level WARNING >"$tmp/worker$n.log" 2>&1 &
-    pids+=($!)
-done
-for url in "${fronts[@]}"; do wait_healthy "$url"; done
-echo "front ends: ${fronts[*]}; workers: worker-1, worker-2"
+# One worker per model (on real machines, one per GPU): each consumes only its model's doorbell queue.
+img2vid worker --model svd=tiny --name svd-worker --log-level WARNING >"$tmp/worker-svd.log" 2>&1 &
+pids+=($!)
+img2vid worker --model wan=tiny-wan2.2-ti2v-5b --name wan-worker --log-level WARNING >"$tmp/worker-wan.log" 2>&1 &
+pids+=($!)
+for url in "${fronts[@]}"; do wait_healthy "$url"; wait_models "$url" svd wan; done
+echo "front ends: ${fronts[*]}; workers: svd-worker (svd), wan-worker (wan)"
 
 mkdir -p out/cluster
 clients=()
 for i in $(seq 1 "$jobs"); do
-    front=${fronts[$(( (i - 1) % 2 ))]}
-    IMG2VID_API_KEY=$key img2vid generate "$image" --engine "$front" --seed "$i" -o "out/cluster/clip-$i.mp4" \
-        >"$tmp/client$i.log" 2>&1 &
+    front=${fronts[$(( (i - 1) / 2 % 2 ))]}
+    if [ $(( i % 2 )) = 1 ]; then
+        args=(--model svd)
+    else
+        args=(--model wan --prompt "the camera slowly pans across the scene")
+    fi
+    IMG2VID_API_KEY=$key img2vid generate "$image" --engine "$front" "${args[@]}" --seed "$i" \
+        -o "out/cluster/clip-$i.mp4" >"$tmp/client$i.log" 2>&1 &
     clients+=($!)
 done
 failed=0
 for pid in "${clients[@]}"; do wait "$pid" || failed=1; done
 [ "$failed" = 0 ] || { cat "$tmp"/client*.log; exit 1; }
 
-echo "job (seed) -> worker that ran it:"
+echo "job (model, seed) -> worker that ran it:"
 psql -h 127.0.0.1 -p "$pg_port" -U img2vid -d img2vid -At -F ' -> ' \
-    -c "SELECT 'seed ' || seed || ' (' || left(id, 12) || ')', worker FROM jobs ORDER BY seed"
-echo "clips in out/cluster/"
+    -c "SELECT model || ', seed ' || seed || ' (' || left(id, 12) || ')', worker FROM jobs ORDER BY seed"
+misrouted=$(psql -h 127.0.0.1 -p "$pg_port" -U img2vid -d img2vid -At \
+    -c "SELECT count(*) FROM jobs WHERE worker IS DISTINCT FROM model || '-worker'")
+[ "$misrouted" = 0 ] || { echo "$misrouted job(s) ran on a worker of another model" >&2; exit 1; }
+echo "every job ran on a worker of its model; clips in out/cluster/"

@@ -56,9 +56,11 @@ def test_the_playground_page_is_served(tmp_path: Path) -> None:
     with TestClient(app) as client:
         page = client.get("/")
         script = client.get("/static/playground.js")
+        shared = client.get("/static/ui.js")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'src="static/playground.js"' in page.text
-    assert script.status_code == 200 and '"v2beta/image-to-video"' in script.text
+    assert 'type="module" src="static/playground.js"' in page.text
+    assert script.status_code == 200 and "./ui.js" in script.text  # the page's modules, served beside it
+    assert shared.status_code == 200 and '"v2beta/image-to-video"' in shared.text
 
 
 def test_expired_results_are_swept_from_the_store(tmp_path: Path) -> None:

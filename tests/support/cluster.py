@@ -212,6 +212,8 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: Variables for one named process only (a worker under libfaketime), kept across its restarts.
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Extra command-line options for one named process only (``--model svd=tiny``), kept across its restarts.
+    process_args: dict[str, list[str]] = field(default_factory=dict)
     processes: list[_Process] = field(default_factory=list)
     current: dict[str, _Process] = field(default_factory=dict)
     _store: JobStore | None = None
@@ -252,21 +254,27 @@ class Cluster:
             popen = subprocess.Popen([sys.executable, "-m", "img2vid", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
         return popen, log
 
-    def front_end(self, name: str, *, port: int | None = None) -> FrontEnd:
-        """Start ``img2vid serve --dispatch celery`` (returns at once; call ``wait_ready``)."""
+    def front_end(self, name: str, *, port: int | None = None, args: list[str] | None = None) -> FrontEnd:
+        """Start ``img2vid serve --dispatch celery`` (returns at once; call ``wait_ready``); ``args``: more
+        options for this front end alone (``--model wan=tiny-wan2.2-ti2v-5b``), kept for its restarts."""
+        if args is not None:
+            self.process_args[name] = list(args)
         port = port or free_port()
-        popen, log = self._spawn(name, ["serve", "--dispatch", "celery", "--port", str(port), "--log-level", "warning"])
+        extra = self.process_args.get(name, [])
+        popen, log = self._spawn(name, ["serve", "--dispatch", "celery", "--port", str(port), "--log-level", "warning", *extra])
         process = FrontEnd(name=name, popen=popen, log=log, port=port)
         self.processes.append(process)
         self.current[name] = process
         return process
 
-    def worker(self, name: str, *, env: dict[str, str] | None = None) -> WorkerProcess:
-        """Start ``img2vid worker --name name`` (returns at once; call ``wait_ready``); ``env``: variables
-        for this worker alone, kept for its restarts."""
+    def worker(self, name: str, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> WorkerProcess:
+        """Start ``img2vid worker --name name`` (returns at once; call ``wait_ready``); ``env`` and ``args``
+        (``--model wan=tiny-wan2.2-ti2v-5b``): variables and options for this worker alone, kept for its restarts."""
         if env is not None:
             self.process_env[name] = env
-        popen, log = self._spawn(name, ["worker", "--name", name, "--log-level", "INFO"])
+        if args is not None:
+            self.process_args[name] = list(args)
+        popen, log = self._spawn(name, ["worker", "--name", name, "--log-level", "INFO", *self.process_args.get(name, [])])
         process = WorkerProcess(name=name, popen=popen, log=log)
         self.processes.append(process)
         self.current[name] = process

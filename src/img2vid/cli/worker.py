@@ -23,7 +23,8 @@ def worker(
             metavar="[NAME=]SOURCE",
             help="The model this worker holds (repeatable): a short name (svd-xt, wan2.2-ti2v-5b, ltx-video, ...), a "
             "hub id, a diffusers folder, an SVD .safetensors file, or 'tiny' / 'tiny-<short name>'. NAME is the "
-            "name requests use (default: the short name, or the folder's or file's name); it takes only jobs of its models.",
+            "name requests use (default: the short name, or the folder's or file's name); it takes only jobs of its models, "
+            "consumes only their doorbell queues (img2vid.NAME) and announces them to the front ends.",
         ),
     ] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available).")] = None,

@@ -40,8 +40,14 @@ class Dispatcher(Protocol):
     def start(self) -> None:
         """Load engines (if this process runs jobs) and start taking or routing jobs."""
 
-    def notify(self, job_id: str) -> None:
-        """A job was committed to the store (called after the commit, never before)."""
+    def notify(self, job_id: str, model: str = "") -> None:
+        """A job of ``model`` (its served name; ``''`` before model names) was committed to the store
+        (called after the commit, never before): route it to a worker that holds ``model``."""
+
+    def waiting_notice(self, model: str) -> str | None:
+        """Why a queued job of ``model`` may wait long (no live worker holds it), for the submit and poll
+        answers; None when nothing unusual holds it up. Must not wait on a service: it is called on the
+        event loop."""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking jobs; a job cut short goes back to the queue."""
@@ -49,9 +55,11 @@ class Dispatcher(Protocol):
     @property
     def ready(self) -> bool:
         """Whether jobs can be taken (engines loaded, or the broker reachable)."""
+        ...
 
     def health(self) -> dict[str, bool]:
         """Each part this dispatcher depends on, beyond the store, and whether it answers."""
+        ...
 
 
 class EmbeddedDispatcher:
@@ -123,8 +131,11 @@ class EmbeddedDispatcher:
         if requeued:
             log.warning("re-queued %d job(s) left running by an earlier server", requeued)
 
-    def notify(self, job_id: str) -> None:
+    def notify(self, job_id: str, model: str = "") -> None:
         self._wake.set()
+
+    def waiting_notice(self, model: str) -> str | None:
+        return None  # this process holds every model it admits
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

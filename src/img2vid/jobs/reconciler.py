@@ -2,7 +2,8 @@
 
 Every few seconds it re-queues jobs whose lease ran out (their worker died, stalled or lost the store;
 past MAX_ATTEMPTS they fail with a message that says so), rings the broker's doorbell again for queued jobs
-whose message may have been lost (``top_up``, celery mode), and now and then removes expired results.
+whose message may have been lost (``top_up``, celery mode: model by model, each into its model's queue, since
+only that model's workers consume it), and now and then removes expired results.
 Every step is a guarded statement in the store, so any number of front ends may run it at once. It must
 never touch a job whose lease is still live: a front end's restart leaves running jobs to their workers.
 """

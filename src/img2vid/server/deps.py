@@ -43,8 +43,17 @@ class ServerState:
     store_probe: Probe
 
     def served_models(self) -> list[ServedModel]:
-        """The models a request may name, the default first (the settings' ``--model`` options)."""
-        return self.settings.served_models()
+        """The models a request may name, the default first: the settings' ``--model`` options; or, for a
+        Celery front end started without any, the models live workers hold (their announced names and
+        families, a view at most ~2 s old that never waits on the store), so that serving a new model is
+        starting its workers, not reconfiguring every front end. With no live worker, the settings' default
+        (its jobs are queued with a notice until a worker holds it)."""
+        settings = self.settings
+        configured = settings.served_models()
+        if settings.dispatch != "celery" or settings.models or settings.model:
+            return configured
+        live = self.store.live_model_view(settings.lease_seconds).served(configured[0].name)
+        return live or configured
 
 
 async def get_state(request: Request) -> ServerState:

@@ -14,6 +14,7 @@ or keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInputError
 from ..families import SVD
 from ..fitting import PROTOCOL_SIZES, FitMode, FixedSizes, SizeRule, parse_fit_mode, plan_fit
-from ..jobs.served import find_served
+from ..jobs.served import ServedModel, find_served
 from ..jobs.settings import ServerSettings
 from .deps import StateDep
 from .openapi import error_answers
@@ -46,9 +47,9 @@ class FitPlanAnswer(BaseModel):
     placed_box: Box | None = Field(description="[x, y, w, h] in the target where that part lands (inside bars for pad).")
 
 
-def size_rule_for(settings: ServerSettings, model: str | None) -> tuple[str, SizeRule]:
+def size_rule_for(settings: ServerSettings, model: str | None, served_models: Sequence[ServedModel]) -> tuple[str, SizeRule]:
     """The served model a request names (None: the default) and the sizes its submit accepts."""
-    served = find_served(settings.served_models(), model)
+    served = find_served(served_models, model)
     family = served.family or SVD  # a custom engine's model is held to SVD's sizes, as /info says
     if family.kind == "svd" and not settings.any_size:
         return served.name, PROTOCOL_SIZES
@@ -85,7 +86,7 @@ async def fit_plan(
     size: Annotated[str | None, Query(description="A target size the model takes, WxH; absent: the nearest.")] = None,
 ) -> FitPlanAnswer:
     mode = parse_fit_mode(fit or FitMode.CROP)  # sent empty: the default, as every form field
-    name, rule = size_rule_for(state.settings, model)
+    name, rule = size_rule_for(state.settings, model, state.served_models())
     try:
         if size:  # a size the model does not take is a refused plan, in the server's words, like strict's
             rule = FixedSizes((_size(size, rule),))

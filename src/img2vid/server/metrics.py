@@ -2,7 +2,10 @@
 
 Read from the shared store at scrape time, so every front end reports the whole cluster: queue depth, the
 oldest queued job's age, running jobs, live workers (by their heartbeat), outcomes by worker, and the
-durations of the finished jobs still kept. Jobs this process ran itself (embedded mode) also feed a
+durations of the finished jobs still kept. Queue depth, running jobs and live workers are also reported per
+model (``img2vid_queue_depth_by_model{model}`` and so on; the unlabelled totals stay), because only a
+model's own workers shorten its queue: an autoscaler scales each model's workers on its own depth, and a
+model with jobs queued and no live worker shows as such (``model=""``: jobs from before model names). Jobs this process ran itself (embedded mode) also feed a
 histogram of their durations by outcome. Each app has its own registry, so several apps in one process
 (tests) never collide. This module must never label a metric with an API key or an owner id.
 """
@@ -15,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..jobs.registry import LiveWorker
 from ..jobs.store import QUEUED, RUNNING, JobStore
 
 __all__ = ["ServerMetrics", "CONTENT_TYPE_LATEST"]
@@ -38,8 +42,9 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "img2vid_oldest_queued_seconds", "Age of the oldest queued job (0 when none).", value=self.store.oldest_queued_age()
         )
-        live = self.store.live_workers(self.live_within)
+        live = self.store.live_models(self.live_within)
         yield GaugeMetricFamily("img2vid_live_workers", "Workers whose heartbeat is recent.", value=len(live))
+        yield from self._by_model(live)
         outcomes = GaugeMetricFamily(
             "img2vid_jobs_by_worker", "Ended jobs still in the store, by the worker that ran them.", labels=["worker", "state"]
         )
@@ -54,6 +59,26 @@ class _StoreCollector(Collector):
             buckets=buckets,
             gsum_value=sum(durations),
         )
+
+
+    def _by_model(self, live: list[LiveWorker]) -> Iterator[GaugeMetricFamily]:
+        """Queued and running jobs and live workers per model: every model with an active job or a live
+        worker (a model with jobs and no worker shows 0 workers)."""
+        active = self.store.active_by_model()
+        models = sorted(set(active) | {name for worker in live for name, _ in worker.models})
+        depth = GaugeMetricFamily("img2vid_queue_depth_by_model", "Jobs waiting for a worker, by model.", labels=["model"])
+        running = GaugeMetricFamily("img2vid_running_jobs_by_model", "Jobs a worker is running now, by model.", labels=["model"])
+        workers = GaugeMetricFamily(
+            "img2vid_live_workers_by_model", "Workers whose heartbeat is recent, by a model they hold.", labels=["model"]
+        )
+        for model in models:
+            counts = active.get(model, {})
+            depth.add_metric([model], counts.get(QUEUED, 0))
+            running.add_metric([model], counts.get(RUNNING, 0))
+            workers.add_metric([model], sum(1 for worker in live if worker.holds(model)))
+        yield depth
+        yield running
+        yield workers
 
 
 class ServerMetrics:

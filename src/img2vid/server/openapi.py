@@ -97,6 +97,11 @@ def error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return answers
 
 
+class ModelHealth(BaseModel):
+    held: bool = Field(description="Whether a live worker holds the model.")
+    live_workers: int = Field(ge=0)
+
+
 class HealthAnswer(BaseModel):
     """What ``/healthz`` answers, ready or not."""
 
@@ -108,6 +113,11 @@ class HealthAnswer(BaseModel):
     store: str = Field(description="ok, or down when the job store does not answer.")
     broker: str | None = Field(None, description="ok or down; only with dispatch=celery.")
     queued: int | None = Field(None, ge=0, description="Jobs waiting to start (absent when the store does not answer).")
+    models: dict[str, ModelHealth] | None = Field(
+        None,
+        description="dispatch=celery: each admitted model and its live workers; a model without one never makes this 503 "
+        "(its jobs wait, and their answers say so).",
+    )
 
 
 #: ``/healthz``'s answers: 200 when ready, 503 while starting or when the store does not answer.
@@ -175,7 +185,8 @@ def _describe_form(schema: dict[str, Any], settings: ServerSettings) -> None:
     served = settings.served_models()
     if "model" in properties:
         names = [model.name for model in served]
-        properties["model"]["enum"] = names
+        if not (settings.dispatch == "celery" and not (settings.models or settings.model)):
+            properties["model"]["enum"] = names  # a front end without --model admits what live workers hold
         properties["model"]["description"] = (
             f"img2vid's extension: which served model runs the job (absent or empty: {names[0]}, the default); "
             "GET /info describes each one's fields, defaults, frame rule and sizes. A field the model does not "
@@ -235,10 +246,11 @@ def _overview(settings: ServerSettings) -> str:
 def _refine(document: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
     document.setdefault("info", {})["description"] = _overview(settings)
     names = [model.name for model in settings.served_models()]
+    fixed_names = not (settings.dispatch == "celery" and not (settings.models or settings.model))
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
-                if parameter.get("name") == "model" and parameter.get("in") == "query":
+                if parameter.get("name") == "model" and parameter.get("in") == "query" and fixed_names:
                     parameter.setdefault("schema", {})["enum"] = names  # the served names, as the form's field
             responses = operation.get("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":  # FastAPI's, never answered

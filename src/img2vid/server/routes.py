@@ -34,6 +34,11 @@ _JOB_ID = re.compile(r"^[0-9a-f]{64}$")
 
 class SubmitAnswer(BaseModel):
     id: str = Field(description="The job id: 64 hex characters.")
+    notice: str | None = Field(
+        None,
+        description="img2vid's addition, present only when the job may wait long: no live worker holds its model "
+        "(it stays queued and runs when one starts).",
+    )
 
 
 class InProgressAnswer(BaseModel):
@@ -43,11 +48,14 @@ class InProgressAnswer(BaseModel):
     queue_position: int = Field(
         0, ge=0, description="img2vid's addition: 0 while the job runs, else 1, 2, 3... in the order jobs will start."
     )
+    notice: str | None = Field(
+        None, description="img2vid's addition, present only while the job is queued and no live worker holds its model."
+    )
 
 
 class CancelAnswer(BaseModel):
     id: str
-    status: str = Field("cancelled", description="Always 'cancelled'.")
+    status: str = Field(default="cancelled", description="Always 'cancelled'.")
 
 
 class JsonVideoAnswer(BaseModel):
@@ -117,8 +125,13 @@ def _visible(status: JobStatus | None, owner: str) -> JobStatus:
     return status
 
 
-def _make_handlers(generation: str) -> tuple[Any, Any]:
-    finish_key = "finishReason" if generation == "v2alpha" else "finish_reason"
+def _make_handlers(generation: str) -> tuple[Any, Any, Any]:
+    """This generation's submit, result and cancel handlers."""
+    return _submit_handler(generation), _result_handler(generation), _cancel_handler()
+
+
+def _submit_handler(generation: str) -> Any:
+    """``POST``: check the upload and its fields, store the job (once per idempotency key), answer its id."""
 
     async def submit(request: Request, state: StateDep, owner: OwnerDep) -> SubmitAnswer:
         settings = state.settings
@@ -155,9 +168,17 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
         )
         if created:
             state.statuses.queue_moved()  # it may go ahead of queued jobs (fair turns)
-            state.dispatcher.notify(job_id)
+            state.dispatcher.notify(job_id, model.name if model is not None else "")
             state.metrics.jobs_submitted.inc()
-        return SubmitAnswer(id=job_id)
+        return SubmitAnswer(id=job_id, notice=state.dispatcher.waiting_notice(model.name if model is not None else ""))
+
+    return submit
+
+
+def _result_handler(generation: str) -> Any:
+    """``GET``: the job's progress (202), its stored error, or its video (raw, or JSON as this generation
+    spells it)."""
+    finish_key = "finishReason" if generation == "v2alpha" else "finish_reason"
 
     async def result(id: str, request: Request, state: StateDep, owner: OwnerDep) -> Response:
         # async, and answered from the status cache when it can: the hot path of a polling client.
@@ -173,8 +194,15 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             position = state.statuses.cached_position(status)
             if position is None:
                 position = await run_in_threadpool(state.statuses.load_position, status)
+            notice = state.dispatcher.waiting_notice(status.model) if position > 0 else None
             return JSONResponse(
-                {"id": id, "status": "in-progress", "progress": round(status.progress, 4), "queue_position": position},
+                {
+                    "id": id,
+                    "status": "in-progress",
+                    "progress": round(status.progress, 4),
+                    "queue_position": position,
+                    **({"notice": notice} if notice else {}),
+                },
                 status_code=202,
                 headers={
                     "retry-after": str(_retry_after(status, position, settings.retry_after, settings.retry_after_max))
@@ -193,6 +221,12 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             headers={"finish-reason": stored.finish_reason, "seed": str(stored.seed)},
         )
 
+    return result
+
+
+def _cancel_handler() -> Any:
+    """``DELETE`` (img2vid's extension): cancel the caller's job, queued or running."""
+
     async def cancel(id: str, state: StateDep, owner: OwnerDep) -> CancelAnswer:
         if not _JOB_ID.match(id):
             raise _not_found()
@@ -204,7 +238,7 @@ def _make_handlers(generation: str) -> tuple[Any, Any]:
             raise ConflictError("the job has already finished: its result (or its error) can be fetched")
         return CancelAnswer(id=id)
 
-    return submit, result, cancel
+    return cancel
 
 
 router = APIRouter()
@@ -216,6 +250,7 @@ for _generation, _prefix in GENERATIONS.items():
         _submit,
         methods=["POST"],
         response_model=SubmitAnswer,
+        response_model_exclude_none=True,
         responses=_SUBMIT_ERRORS,
         tags=[_generation],
         name=f"{_generation}_start",

@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -135,7 +135,7 @@ async def _drain(request: Request, declared: int) -> None:
         return
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
     yield body
 
 
@@ -317,4 +317,5 @@ def build_request(
         protocol_sizes = family is None or family.kind == "svd"
         if protocol_sizes and not any_size and not PROTOCOL_SIZES.allows(width, height):
             raise InvalidInputError.for_field("image", f"{width}x{height}", PROTOCOL_SIZES.describe())
-        return VideoRequest(image=img, seed=seed, **params)
+        options: dict[str, Any] = dict(params)  # each value checked and typed by check_fields
+        return VideoRequest(image=img, seed=seed, **options)
