@@ -26,7 +26,7 @@ _log = logging.getLogger("img2vid")
 
 def _load_node_pack() -> dict:
     """The names to export, from ``img2vid.comfy``, whatever name this module was given."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - a ComfyUI on 3.9 still imports this file: tell its user why
         raise RuntimeError(f"img2vid needs Python 3.10 or newer; this ComfyUI runs Python {sys.version.split()[0]}")
     if _SRC.is_dir():
         path = str(_SRC)

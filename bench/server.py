@@ -364,7 +364,7 @@ def write_comparison(rounds: list[dict], asgi: dict[str, list[float]], labels: l
             "| checkout | CPU µs per poll, each run | median | best |",
             "| --- | --- | ---: | ---: |",
             *[f"| {label} | {', '.join(f'{v:.0f}' for v in asgi[label])} | {m:.0f} | {b:.0f} |"
-              for label, m, b in zip(labels, medians, best)],
+              for label, m, b in zip(labels, medians, best, strict=True)],
             "",
             f"Ratios (reference / this checkout; above 1 is faster): median {medians[1] / medians[0]:.3f}, "
             f"best {best[1] / best[0]:.3f}.",

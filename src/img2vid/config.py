@@ -18,7 +18,7 @@ from .redact import mask_url_credentials
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10 (ComfyUI's portable builds among others): the same parser, published as tomli
-    import tomli as tomllib
+    import tomli as tomllib  # pyright: ignore[reportMissingImports]  (installed on 3.10 only, by the marker in pyproject)
 
 __all__ = [
     "STABILITY_BASE_URL",

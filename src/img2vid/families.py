@@ -99,7 +99,7 @@ class Family:
     default_fps: int
     default_cfg_scale: float
     default_negative_prompt: str | None
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict[str, str])
 
     @property
     def size_rule(self) -> SizeRule:

@@ -64,12 +64,15 @@ class SizeRule(Protocol):
 
     def target_for(self, width: int, height: int) -> Size:
         """The accepted size an image of this size should become."""
+        ...
 
     def allows(self, width: int, height: int) -> bool:
         """Whether this size is accepted as it is."""
+        ...
 
     def describe(self) -> str:
         """The accepted sizes in words, for error messages."""
+        ...
 
 
 def _orientation(size: Size) -> int:

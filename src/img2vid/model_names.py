@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import ModelError
 from .families import SHORT_NAMES, SVD, TINY_FAMILIES, Family, families_text, family_for_pipeline, family_for_short_name
@@ -66,12 +66,13 @@ def read_model_index(folder: Path) -> tuple[str | None, dict[str, Any], list[str
     """(pipeline class, the index's settings, the components it holds) from a diffusers folder's
     ``model_index.json``; a missing or broken index is (None, {}, [])."""
     try:
-        index = json.loads((folder / "model_index.json").read_text())
+        parsed: object = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError):
         return None, {}, []
-    if not isinstance(index, dict):
+    if not isinstance(parsed, dict):
         return None, {}, []
-    components = [k for k, v in index.items() if isinstance(v, list) and len(v) == 2 and v[0] is not None]
+    index = cast("dict[str, Any]", parsed)  # JSON objects have string keys
+    components = [k for k, v in index.items() if isinstance(v, list) and len(cast("list[Any]", v)) == 2 and cast("list[Any]", v)[0] is not None]
     settings = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
     name = index.get("_class_name")
     return (name if isinstance(name, str) else None), settings, components

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .fitting import FitMode, SizeRule, fit_image, parse_fit_mode
-from .images import image_size, load_image
+from .images import ImageInput, image_size, load_image
 
 __all__ = [
     "VideoRequest",
@@ -147,7 +147,9 @@ class VideoRequest:
     model's defaults (SVD: ``DEFAULT_CFG_SCALE`` and ``DEFAULT_MOTION_BUCKET_ID``).
     """
 
-    image: np.ndarray
+    #: Given as anything load_image reads (a path, bytes, PIL, numpy, a ComfyUI tensor); held as an RGB
+    #: uint8 array (H×W×3) once constructed.
+    image: ImageInput
     seed: int = 0
     cfg_scale: float | None = None
     motion_bucket_id: int | None = None

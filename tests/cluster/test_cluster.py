@@ -194,14 +194,14 @@ def test_restarting_a_front_end_and_adding_one_re_runs_nothing_a_live_worker_hol
         # run four more seconds' worth of steps, longer than a lease and two reconciler passes.
         counts = {seed: len(cluster.events("step", seed)) for seed in (501, 502)}
         for seed in (501, 502):
-            cluster.wait_for(lambda: len(cluster.events("step", seed)) >= counts[seed] + 8, what=f"job {seed} to go on")
+            cluster.wait_for(lambda seed=seed: len(cluster.events("step", seed)) >= counts[seed] + 8, what=f"job {seed} to go on")
 
         with again.client() as a, third.client() as c:
             for job_id in held:
                 assert c.get(f"{V2BETA}/result/{job_id}", headers=auth(key)).status_code == 202
                 _cancel(a, key, job_id)
             assert_video(wait_result(c, key, waiting, timeout=60), 503)
-    for seed, job_id in zip((501, 502), held):
+    for seed, job_id in zip((501, 502), held, strict=True):
         assert len(cluster.events("start", seed)) == 1, f"job {seed} was started again"
         assert cluster.row(job_id)["attempts"] == 1
     assert len(cluster.events("start", 503)) == 1
@@ -241,7 +241,7 @@ def test_a_worker_stopped_past_its_lease_has_its_late_writes_refused(running: Ru
         for seed in (301, 302, 303):
             job_id = start_job(a, key, seed=seed, steps=4)
             third = cluster.wait_for(
-                lambda: [e for e in cluster.events("step", seed) if e.step == 3], what=f"job {seed}'s third step"
+                lambda seed=seed: [e for e in cluster.events("step", seed) if e.step == 3], what=f"job {seed}'s third step"
             )[0]
             victim = cluster.worker_with_pid(third.pid)
             victim.signal(signal.SIGSTOP)

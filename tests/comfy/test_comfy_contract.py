@@ -148,7 +148,7 @@ def test_the_family_examples_use_short_names_a_prompt_and_the_models_defaults():
     for name, model in (("img2vid_wan.json", "wan2.2-ti2v-5b"), ("img2vid_ltx_video.json", "ltx-video")):
         (node,) = [n for n in _example(name)["nodes"] if n["type"] == "Img2VidImageToVideo"]
         saved = node["widgets_values"]
-        values = dict(zip(widgets, saved[: widgets.index("seed") + 1] + saved[widgets.index("seed") + 2 :]))
+        values = dict(zip(widgets, saved[: widgets.index("seed") + 1] + saved[widgets.index("seed") + 2 :], strict=True))
         assert values["model"] == model and model in FAMILIES, name
         assert values["prompt"].strip() and values["negative_prompt"] == "", name  # the model's own negative prompt
         assert values["cfg_scale"] == 0 and values["frames"] == values["steps"] == values["fps"] == 0, name

@@ -645,7 +645,7 @@ def test_the_key_never_reaches_logs_errors_reprs_or_progress(
     engine.generate(request_, progress=lambda f, text: texts.append(text))
     for _ in range(2):
         with pytest.raises(errors.Img2VidError) as caught:
-            engine.generate(request_, progress=lambda f, text: texts.append(text))
+            engine.generate(request_, progress=lambda f, text, texts=texts: texts.append(text))
         texts += [str(caught.value), repr(caught.value), *caught.value.details]
 
     records = [record.getMessage() for record in caplog.records]

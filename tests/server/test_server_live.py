@@ -40,7 +40,7 @@ def test_sigkill_and_restart_finishes_every_accepted_job_once(tmp_path: Path) ->
     with live_server(tmp_path, env=slow) as server, server.client() as client:
         ids = [
             submit(client, key, route=V2BETA if i % 2 == 0 else V2ALPHA, image=image, seed=seed).json()["id"]
-            for i, (image, seed) in enumerate(zip(images, seeds))
+            for i, (image, seed) in enumerate(zip(images, seeds, strict=True))
         ]
         # Wait until a job is running (progress reported), then kill the server without warning.
         deadline = time.monotonic() + 30
@@ -55,7 +55,7 @@ def test_sigkill_and_restart_finishes_every_accepted_job_once(tmp_path: Path) ->
     with live_server(tmp_path, env=fast) as server, server.client() as client:
         answers = [wait_result(client, key, job_id, route=V2BETA) for job_id in ids]
         again = [wait_result(client, key, job_id, route=V2ALPHA) for job_id in ids]
-    for index, (answer, repeat) in enumerate(zip(answers, again)):
+    for index, (answer, repeat) in enumerate(zip(answers, again, strict=True)):
         assert answer.status_code == 200, answer.text
         seed = int(answer.headers["seed"])
         if seeds[index]:

@@ -385,7 +385,7 @@ def _folder_paths() -> types.ModuleType:
 class ComfyExtension(ABC):
     """``comfy_api.latest.ComfyExtension``."""
 
-    async def on_load(self) -> None:
+    async def on_load(self) -> None:  # noqa: B027 - ComfyUI's own hook is empty and optional, as here
         pass
 
     @abstractmethod

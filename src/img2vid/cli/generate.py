@@ -44,6 +44,8 @@ class DType(str, Enum):
     bfloat16 = "bfloat16"
 
 
+# Built from the one list of mode names; type checkers cannot read a functional Enum as a type, so the
+# options' annotations below say so where they use these.
 Speed = Enum("Speed", {mode: mode for mode in SPEED_MODES}, type=str)  # type: ignore[misc]
 Memory = Enum("Memory", {mode: mode for mode in MEMORY_MODES}, type=str)  # type: ignore[misc]
 
@@ -188,7 +190,7 @@ def generate(
     min_guidance: Annotated[Optional[float], typer.Option(help=f"Local engine: guidance on the first frame (default {ENGINE_DEFAULTS['min_guidance_scale']}).")] = None,
     decode_chunk: Annotated[Optional[int], typer.Option(help="Local engine: frames decoded at once (default: from free memory).")] = None,
     speed: Annotated[
-        Optional[Speed],
+        Optional[Speed],  # pyright: ignore[reportInvalidTypeForm]
         typer.Option(
             help="Local engine: eager, compiled (default on CUDA; the first start compiles for minutes, later "
             "ones reuse the cache), fp8 (compiled with FP8 layers; GPUs of compute capability 8.9+, needs torchao) "
@@ -196,7 +198,7 @@ def generate(
         ),
     ] = None,
     memory: Annotated[
-        Optional[Memory],
+        Optional[Memory],  # pyright: ignore[reportInvalidTypeForm]
         typer.Option(
             help="Local engine: auto (default: low when the GPU's free memory is short) or low (model offload and VAE "
             "tiling: SVD-XT in 8 GiB, Wan 2.2 TI2V-5B at 720p on a 24 GB card)."
@@ -249,16 +251,16 @@ def generate(
             memory=memory.value if memory else None,
             loras=lora or (),
         )
-        for index, (image, request, target) in enumerate(zip(images, requests, targets), start=1):
+        for index, (image, request, target) in enumerate(zip(images, requests, targets, strict=True), start=1):
             label = f"[{index}/{len(images)}] {image.name}" if len(images) > 1 else image.name
             video = _run_one(chosen, request, label, console)
             video.save(target, fmt)
-            seed = "seed not reported" if video.seed is None else f"seed {video.seed}"
+            seed_text = "seed not reported" if video.seed is None else f"seed {video.seed}"
             mode = video.engine_settings.get("speed")
             how = f", speed {mode}, memory {video.engine_settings.get('memory')}" if mode else ""
             console.print(
                 f"{label}: {video.num_frames} frames, {video.width}x{video.height}, {video.fps:g} fps, "
-                f"{seed}{how} -> {target}",
+                f"{seed_text}{how} -> {target}",
                 markup=False,
             )
             typer.echo(str(target))

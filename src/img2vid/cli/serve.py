@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["serve", "check_services"]
 
 
-def check_services(settings: "ServerSettings") -> None:
+def check_services(settings: ServerSettings) -> None:
     """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job).
     The line names the URL and the driver's reason, both masked by :func:`img2vid.redact.redact`."""
     from ..errors import ServiceError

@@ -551,7 +551,7 @@ def _outputs(videos: list[Video]) -> tuple[Any, ...]:
     if _VIDEO_API is not None:
         start = 0
         clips = []
-        for video, count in zip(videos, counts):
+        for video, count in zip(videos, counts, strict=True):
             clips.append(_video_object(all_frames[start : start + count], video.fps))
             start += count
         outputs += (clips,)

@@ -95,15 +95,14 @@ def choose_engine(
 
     from .remote import RemoteEngine
 
-    options: dict[str, object] = {} if timeout is None else {"timeout": timeout}
-    if server_model is not None:
-        options["model"] = server_model
-    if api_key is not None:
-        options["api_key"] = api_key
     if not kind:
-        return RemoteEngine(**options)
-    if kind.lower() == "stability":
-        return RemoteEngine(base_url=STABILITY_BASE_URL, **options)
-    if kind.startswith(("http://", "https://")):
-        return RemoteEngine(base_url=kind, **options)
-    raise InvalidInputError.for_field("engine", kind, ENGINE_CHOICES)
+        base_url = None
+    elif kind.lower() == "stability":
+        base_url = STABILITY_BASE_URL
+    elif kind.startswith(("http://", "https://")):
+        base_url = kind
+    else:
+        raise InvalidInputError.for_field("engine", kind, ENGINE_CHOICES)
+    if timeout is None:
+        return RemoteEngine(base_url, api_key, model=server_model)
+    return RemoteEngine(base_url, api_key, model=server_model, timeout=timeout)

@@ -142,7 +142,7 @@ class EmbeddedDispatcher:
         self._wake.set()
         self.reconciler.stop()
         deadline = time.monotonic() + timeout
-        for thread, engine in zip(self._threads, self._engines):
+        for thread, engine in zip(self._threads, self._engines, strict=False):  # fewer threads if start() failed midway
             thread.join(max(0.0, deadline - time.monotonic()))
             if not thread.is_alive():  # one still in a run keeps its engine: closing would wait for the run
                 engine.close()

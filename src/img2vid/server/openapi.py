@@ -176,7 +176,7 @@ def _field_description(name: str, settings: ServerSettings, default: Any) -> tup
 
 def _describe_form(schema: dict[str, Any], settings: ServerSettings) -> None:
     properties = schema.get("properties", {})
-    sizes = "any size up to {:,} pixels".format(settings.max_pixels) if settings.any_size else PROTOCOL_SIZES.describe()
+    sizes = f"any size up to {settings.max_pixels:,} pixels" if settings.any_size else PROTOCOL_SIZES.describe()
     if "image" in properties:
         properties["image"]["description"] = (
             f"The first frame: a PNG, JPEG or WebP file ({sizes}); the whole request may be at most "

@@ -301,7 +301,7 @@ def match_architecture(shapes: Mapping[str, tuple[int, ...]]) -> tuple[Architect
     best: tuple[int, Architecture, str] | None = None
     for arch in ARCHITECTURES:
         problems = []
-        for component, _, original, _, shape in _plan(arch, _empty_models(arch)):
+        for _component, _, original, _, shape in _plan(arch, _empty_models(arch)):
             if original == VAE_PREFIX + "quant_conv.weight" or original == VAE_PREFIX + "quant_conv.bias":
                 continue  # optional: the original's first stage may have none (identity)
             if original not in shapes:

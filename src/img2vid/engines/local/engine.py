@@ -259,7 +259,7 @@ class LocalEngine(Engine):
         return engine
 
     @property
-    def settings(self) -> dict[str, str | int | bool]:
+    def settings(self) -> dict[str, str | int | float | bool]:
         """The settings runs use (before loading, those known so far); each Video carries a copy."""
         memory = self.memory
         return {
@@ -522,7 +522,7 @@ class LocalEngine(Engine):
         height, width = image.shape[:2]
         frames = request.frames if request.frames is not None else parts.default_frames
         seed = request.seed or secrets.randbelow(MAX_SEED) + 1
-        fps = request.fps if request.fps is not None else ENGINE_DEFAULTS["fps"]
+        fps = request.fps if request.fps is not None else int(ENGINE_DEFAULTS["fps"])
         # Planned inside the lock: free memory is read while no other run of this engine holds any.
         chunk = decode_chunk(
             dtype=self.dtype,

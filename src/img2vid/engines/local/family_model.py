@@ -117,7 +117,7 @@ def _modules(pipe: Any) -> list[torch.nn.Module]:
     return [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
 
 
-def _transformers(pipe: Any) -> list[torch.nn.Module]:
+def _transformers(pipe: Any) -> list[Any]:  # diffusers' transformer models (their own methods, not nn.Module's)
     return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m is not None]
 
 

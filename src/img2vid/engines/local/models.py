@@ -171,7 +171,7 @@ def _load_folder(folder: Path, *, source: str, half: bool = False) -> Components
         image_encoder=image_encoder,
         scheduler=scheduler,
         source=source,
-        default_frames=int(unet.config.num_frames),
+        default_frames=int(unet.config["num_frames"]),
         clip_mean=mean,
         clip_std=std,
     )

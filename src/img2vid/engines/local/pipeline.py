@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class _OnDevice:
     def __init__(self, module: torch.nn.Module, placement: Placement) -> None:
         self.module, self.placement = module, placement
 
-    def __enter__(self) -> torch.nn.Module:
+    def __enter__(self) -> Any:  # the diffusers model it wraps (its own attributes, not nn.Module's)
         if self.placement.offload:
             self.module.to(self.placement.device)
         return self.module

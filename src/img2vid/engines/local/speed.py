@@ -154,7 +154,11 @@ def apply_speed(parts: Any, plan: SpeedPlan) -> None:
 
 def quantise_fp8(unet: torch.nn.Module) -> int:
     """FP8 weights and dynamic FP8 activations, row-wise scales, for the UNet's qualifying Linear layers."""
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+    from torchao.quantization import (  # pyright: ignore[reportMissingImports]  (the fp8 extra; checked before use)
+        Float8DynamicActivationFloat8WeightConfig,
+        PerRow,
+        quantize_,
+    )
 
     count = sum(1 for module in unet.modules() if fp8_linear_filter(module))
     quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=fp8_linear_filter)

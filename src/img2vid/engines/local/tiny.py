@@ -78,7 +78,8 @@ def build_random_svd_xt(device: str | torch.device = "cpu", dtype: torch.dtype =
             clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_CLIP))
     finally:
         torch.set_default_dtype(previous)
-    for model in (unet, vae, clip):
+    models: tuple[Any, ...] = (unet, vae, clip)  # diffusers' and transformers' models, each its own .to()
+    for model in models:
         if model.dtype != dtype:  # built in ``dtype`` already; a needless cast only makes diffusers warn
             model.to(dtype=dtype)
         model.to(device=device).eval().requires_grad_(False)

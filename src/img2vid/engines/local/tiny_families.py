@@ -47,7 +47,8 @@ def _seeded(build: Any) -> Any:
 def _text_encoder(kind: str, vocab_size: int) -> Any:
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    model_class, config_class = (UMT5EncoderModel, UMT5Config) if kind == "wan" else (T5EncoderModel, T5Config)
+    model_class: Any = UMT5EncoderModel if kind == "wan" else T5EncoderModel
+    config_class: Any = UMT5Config if kind == "wan" else T5Config
     config = config_class(
         vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
         relative_attention_num_buckets=8, is_encoder_decoder=False, use_cache=False,
@@ -189,7 +190,7 @@ def build_random_pipeline(family: Family, device: str | torch.device, dtype: tor
             return WanImageToVideoPipeline(
                 transformer=WanTransformer3DModel(**configs["transformer"]).eval(),
                 vae=AutoencoderKLWan(**configs["vae"]).eval(),
-                scheduler=UniPCMultistepScheduler(**configs["scheduler"]),
+                scheduler=UniPCMultistepScheduler(**configs["scheduler"]),  # pyright: ignore[reportArgumentType]  (the class's annotation names one scheduler; Wan runs on UniPC, as its authors ship it)
                 text_encoder=UMT5EncoderModel(UMT5Config(**configs["text_encoder"])).eval(),
                 tokenizer=tiny_tokenizer(),
                 **extra,

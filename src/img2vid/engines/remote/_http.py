@@ -114,7 +114,7 @@ class Sender:
             failure: httpx.HTTPError | None = None
             response: httpx.Response | None = None
             try:
-                response = waiter.run(lambda: self._attempt(request), on_tick)
+                response = waiter.run(lambda request=request: self._attempt(request), on_tick)
             except UnreadableAnswerError as exc:
                 log.debug("%s %s -> %s, body unreadable: %s", request.method, request.url.path,
                           exc.response.status_code, exc.cause)  # fmt: skip

@@ -35,12 +35,15 @@ class Clock(Protocol):
 
     def now(self) -> float:
         """Seconds on a monotonic scale."""
+        ...
 
     def sleep(self, seconds: float) -> None:
         """Let ``seconds`` pass."""
+        ...
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Wait up to ``seconds`` for ``event``; whether it is set."""
+        ...
 
 
 class SystemClock:
