@@ -27,7 +27,6 @@ __all__ = [
     "TINY_PREFIX",
     "TINY_FAMILIES",
     "tiny_family",
-    "family_named",
     "family_for_short_name",
     "family_for_pipeline",
     "families_text",
@@ -291,14 +290,6 @@ TINY_FAMILIES: dict[str, Family] = {
     "tiny": tiny_family(SVD),
     **{TINY_PREFIX + key: tiny_family(family) for key, family in FAMILIES.items() if family.kind != "svd"},
 }
-
-
-def family_named(key: str) -> Family:
-    """A family by key, or an error listing the keys."""
-    try:
-        return FAMILIES[key]
-    except KeyError:
-        raise InvalidInputError.for_field("family", key, "one of " + ", ".join(FAMILIES)) from None
 
 
 def family_for_short_name(name: str) -> tuple[str, Family] | None:

@@ -15,30 +15,9 @@ import typer
 from .exits import report_error
 
 if TYPE_CHECKING:
-    from ..jobs.settings import ServerSettings
+    pass
 
-__all__ = ["serve", "check_services"]
-
-
-def check_services(settings: ServerSettings) -> None:
-    """Fail at start, in one line, when the store or the broker cannot be reached (never at the first job).
-    The line names the URL and the driver's reason, both masked by :func:`img2vid.redact.redact`."""
-    from ..errors import ServiceError
-    from ..jobs.celery_app import make_celery, masked
-    from ..redact import redact
-
-    settings.open_store().close()
-    if settings.broker_url:
-        app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
-        try:
-            with app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=3)
-        except Exception as error:  # noqa: BLE001 - kombu raises many kinds; all mean "unreachable"
-            reason = (str(error).strip().splitlines() or [""])[0]
-            raise ServiceError(
-                f"cannot reach the broker at {masked(settings.broker_url)} (IMG2VID_BROKER_URL): "
-                + redact(f"{type(error).__name__}: {reason}" if reason else type(error).__name__)
-            ) from None
+__all__ = ["serve"]
 
 
 def serve(
@@ -111,6 +90,8 @@ def serve(
             warm = {name: iter(warm_engines(factory, settings.workers)) for name, factory in engine_factories_for(settings).items()}
             app = create_app(settings, engine_factory={name: (lambda it=it: next(it)) for name, it in warm.items()})
         else:
+            from ..jobs.services import check_services
+
             check_services(settings)
             app = create_app(settings)
         where = "jobs run by img2vid workers" if settings.dispatch == "celery" else f"data in {settings.data}"

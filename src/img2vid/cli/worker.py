@@ -42,10 +42,10 @@ def worker(
     try:
         import logging
 
+        from ..jobs.services import check_services
         from ..jobs.settings import load_settings
         from ..jobs.worker import Worker
         from ..redact import install_process_redaction
-        from .serve import check_services
 
         install_process_redaction()  # Celery's and kombu's log lines are masked too, whoever logs them
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,11 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..engines.base import Engine
 from ..errors import CancelledError, Img2VidError, StoreUnavailableError
 from ..request import VideoRequest
 from .store import Claim, JobStore
+
+if TYPE_CHECKING:
+    from .settings import ServerSettings
 
 __all__ = ["JobRunner", "RunOptions", "Outcome", "engine_failure_message"]
 
@@ -47,6 +51,16 @@ class RunOptions:
     result_ttl: float = 24 * 3600.0
     #: Seconds of engine time a job may use before it is stopped and failed.
     job_timeout: float = 900.0
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings, *, worker: str) -> RunOptions:
+        """The options a process runs jobs with, from the settings every job-running process reads."""
+        return cls(
+            worker=worker,
+            lease_seconds=settings.lease_seconds,
+            result_ttl=settings.result_ttl,
+            job_timeout=settings.job_timeout,
+        )
 
 
 def engine_failure_message(error: BaseException) -> str:

@@ -20,14 +20,12 @@ from .served import ServedModel, parse_served
 if TYPE_CHECKING:
     from .store import JobStore
 
-__all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "PROTOCOL_MAX_PIXELS", "CAP_SETTINGS"]
+__all__ = ["ServerSettings", "load_settings", "default_data_dir", "MAX_UPLOAD_BYTES", "CAP_SETTINGS"]
 
 #: The protocol's request size limit: larger uploads get 413.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 #: The request field each cost cap bounds -> the setting (and so the ``IMG2VID_*`` variable) holding the cap.
 CAP_SETTINGS: dict[str, str] = {"frames": "max_frames", "steps": "max_steps", "decode_chunk_size": "max_decode_chunk"}
-#: The largest of the protocol's sizes (1024x576 and 768x768 are both 589,824 pixels).
-PROTOCOL_MAX_PIXELS = 1024 * 576
 
 
 def default_data_dir() -> Path:
@@ -119,6 +117,17 @@ class ServerSettings(BaseSettings):
             specs = list(self.models) or ([self.model] if self.model else [])
             self._served = parse_served(specs, default_source=SVD.hub_repo, custom_engine=bool(self.engine_factory))
         return self._served
+
+    def require_broker(self, who: str) -> str:
+        """The broker URL, or the one error that says ``who`` (a worker, a Celery front end) needs it."""
+        if not self.broker_url:
+            raise InvalidInputError(
+                f"broker_url (IMG2VID_BROKER_URL) is required for {who}: the Celery broker the front ends publish "
+                "to, e.g. redis://host:6379/0",
+                field="broker_url",
+                allowed="a Celery broker URL (redis://host:6379/0)",
+            )
+        return self.broker_url
 
     def cost_caps(self) -> dict[str, int]:
         """The request field each cost cap bounds -> the largest value this server accepts for it."""

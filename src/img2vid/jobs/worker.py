@@ -39,28 +39,15 @@ class Worker:
     """The parts of one worker process; :meth:`run` blocks until the worker is shut down."""
 
     def __init__(self, settings: ServerSettings, *, name: str | None = None, engine_factory: EngineFactory | None = None) -> None:
-        if not settings.broker_url:
-            from ..errors import InvalidInputError
-
-            raise InvalidInputError(
-                "broker_url (IMG2VID_BROKER_URL) is required for a worker: the Celery broker the front ends "
-                "publish to, e.g. redis://host:6379/0",
-                field="broker_url",
-                allowed="a Celery broker URL (redis://host:6379/0)",
-            )
+        broker_url = settings.require_broker("a worker")
         self.settings = settings
         self.name = name or default_worker_name()
         self.store: JobStore = settings.open_store()
         self.factories = engine_factory if engine_factory is not None else engine_factories_for(settings)
-        self.options = RunOptions(
-            worker=self.name,
-            lease_seconds=settings.lease_seconds,
-            result_ttl=settings.result_ttl,
-            job_timeout=settings.job_timeout,
-        )
+        self.options = RunOptions.from_settings(settings, worker=self.name)
         self.stopping = threading.Event()
         self.runner = JobRunner(self.store, self.options, stopping=self.stopping.is_set)
-        self.app = make_celery(settings.broker_url, job_timeout=settings.job_timeout)
+        self.app = make_celery(broker_url, job_timeout=settings.job_timeout)
         self.engines: EngineSet | None = None
         self._register_task()
 

@@ -12,18 +12,15 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..engines.base import Engine
-from ..errors import InvalidInputError
-from ..jobs.embedded import Dispatcher, EmbeddedDispatcher, EngineFactory
-from ..jobs.engines import engine_factories_for, engine_factory_for
+from ..jobs.dispatch import make_dispatcher
+from ..jobs.embedded import Dispatcher, EngineFactory
 from ..jobs.health import Probe
-from ..jobs.runner import RunOptions
 from ..jobs.settings import ServerSettings, load_settings
 from ..jobs.store import QUEUED
 from .deps import ServerState
@@ -39,51 +36,9 @@ from .ratelimit import AuthFailureLimiter, RateLimiter
 from .routes import router
 from .statuscache import StatusCache
 
-__all__ = ["create_app", "engine_factory_for", "make_dispatcher"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("img2vid.server")
-
-
-def make_dispatcher(
-    settings: ServerSettings,
-    store: Any,
-    engine_factory: EngineFactory | Mapping[str, EngineFactory] | None,
-    *,
-    metrics: ServerMetrics,
-    on_change: Any,
-    on_start: Any = None,
-) -> Dispatcher:
-    """The dispatcher ``settings.dispatch`` names: worker threads here, or Celery workers elsewhere."""
-    from ..jobs.worker import default_worker_name
-
-    options = RunOptions(
-        worker=default_worker_name(),
-        lease_seconds=settings.lease_seconds,
-        result_ttl=settings.result_ttl,
-        job_timeout=settings.job_timeout,
-    )
-    if settings.dispatch == "celery":
-        from ..jobs.celery_dispatch import CeleryDispatcher
-
-        if not settings.broker_url:
-            raise InvalidInputError(
-                "broker_url (IMG2VID_BROKER_URL) is required with dispatch=celery, e.g. redis://host:6379/0",
-                field="broker_url",
-                allowed="a Celery broker URL (redis://host:6379/0)",
-            )
-        return CeleryDispatcher(store, settings.broker_url, options=options, sweep_interval=settings.sweep_interval)
-    factories = engine_factory if engine_factory is not None else engine_factories_for(settings)
-    return EmbeddedDispatcher(
-        store,
-        factories,
-        served=None if callable(factories) else settings.served_models(),
-        workers=settings.workers,
-        options=options,
-        sweep_interval=settings.sweep_interval,
-        on_change=on_change,
-        on_start=on_start,
-        on_outcome=metrics.observe_outcome,
-    )
 
 
 def _build_state(
@@ -104,7 +59,7 @@ def _build_state(
         else:
             factory = engine_factory
         dispatcher = make_dispatcher(
-            settings, store, factory, metrics=metrics, on_change=statuses.forget, on_start=statuses.left_queue
+            settings, store, factory, on_change=statuses.forget, on_start=statuses.left_queue, on_outcome=metrics.observe_outcome
         )
     return ServerState(
         settings=settings,

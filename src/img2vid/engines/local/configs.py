@@ -18,13 +18,9 @@ __all__ = [
     "TINY_UNET",
     "TINY_VAE",
     "TINY_CLIP",
-    "SVD_MAX_PIXELS",
     "CLIP_MEAN",
     "CLIP_STD",
 ]
-
-#: The pixel budget SVD was trained at (1024x576); larger frames leave its training distribution.
-SVD_MAX_PIXELS = 1024 * 576
 
 #: OpenAI CLIP's normalisation, which SVD's image encoder was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
