@@ -71,3 +71,16 @@ def test_the_settings_repr_never_shows_the_database_url() -> None:
 
     settings = ServerSettings(database_url="postgresql+psycopg://img2vid:hunter22@db/jobs")
     assert "hunter22" not in repr(settings) and "hunter22" not in str(settings)
+
+
+def test_serve_leaves_no_log_handler_or_level_behind_when_it_returns(tmp_path: Path) -> None:
+    """A process that runs ``serve`` and goes on (a test run, a host that embeds the CLI) must not keep a
+    handler bound to a stream that is closed by then: a later log line would be a 'Logging error'."""
+    import logging
+
+    logger = logging.getLogger("img2vid")
+    before = (list(logger.handlers), logger.level)
+    result = CliRunner().invoke(app, ["serve", "--data", str(tmp_path), "--model", str(tmp_path / "missing-model")])
+    assert result.exit_code != 0 and "missing-model" in result.output
+    assert (list(logger.handlers), logger.level) == before
+    logging.getLogger("img2vid.engines.remote").warning("a later line")  # no 'Logging error' on a closed stream

@@ -7,8 +7,11 @@ the command runs, so ``img2vid --help`` stays fast. This module must never print
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -62,6 +65,7 @@ def serve(
     from ..redact import install_process_redaction
 
     install_process_redaction()  # uvicorn's, Celery's and SQLAlchemy's log lines are masked too
+    restore_logging: Callable[[], None] | None = None
     try:
         import uvicorn
 
@@ -83,7 +87,7 @@ def serve(
             rate_limit=rate_limit,
             result_ttl=result_ttl,
         )
-        _log_img2vid(log_level)
+        restore_logging = _log_img2vid(log_level)
         if settings.dispatch == "embedded":
             # Load (and, in a compiled speed mode, compile) before listening, so a model that cannot load is
             # a plain error and an exit code, and the first job does not wait for a compile; progress is logged.
@@ -99,20 +103,47 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every error leaves as an exit code
         raise typer.Exit(report_error(error, debug=debug)) from None
+    finally:
+        if restore_logging is not None:
+            restore_logging()
 
 
-def _log_img2vid(level: str) -> None:
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not the stream it was at set-up: a host
+    that swaps stderr (a test runner, a process manager) never gets lines written to a closed stream."""
+
+    @property
+    def stream(self) -> Any:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _log_img2vid(level: str) -> Callable[[], None]:
     """img2vid's own log lines on stderr at uvicorn's ``level`` (uvicorn configures only its own loggers;
     without this, INFO lines such as a client hanging up mid-upload went nowhere and WARNING lines reached
-    stderr unformatted). The local engine's loading and compiling progress shows at INFO whatever the level."""
-    import logging
+    stderr unformatted). The local engine's loading and compiling progress shows at INFO whatever the level.
 
+    Returns what puts the loggers back as they were, which ``serve`` calls as it returns: a process that
+    runs ``serve`` and then goes on (a test, an embedding host) keeps no handler or level of its."""
     logger = logging.getLogger("img2vid")
+    engines = logging.getLogger("img2vid.engines")
+    before = (logger.level, engines.level)
+    handler: logging.Handler | None = None
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
     logger.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
-    engines = logging.getLogger("img2vid.engines")
     engines.setLevel(min(engines.getEffectiveLevel(), logging.INFO))
+
+    def restore() -> None:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        engines.setLevel(before[1])
+
+    return restore
