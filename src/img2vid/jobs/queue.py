@@ -203,36 +203,18 @@ class JobQueue:
         """
         now = self.now
         job_id = secrets.token_hex(32)
+        row = {
+            "id": job_id, "owner": owner, "status": QUEUED, "progress": 0.0, "params": json.dumps(params, sort_keys=True),
+            "image": image, "seed": seed, "attempts": 0, "created_at": now, "turn": 0, "lease_token": 0,
+            "idempotency_key": idempotency_key, "request_hash": fingerprint, "model": model,
+        }  # fmt: skip
         try:
             with self.db.begin() as conn:
                 if idempotency_key is not None:
                     existing = self._job_for_idempotency_key(conn, owner, idempotency_key, now, fingerprint)
                     if existing is not None:
                         return existing, False
-                # The row (and its image, the slow part) goes in first, unseen by others until the commit;
-                # only the count and the turn are made under the admission locks, so they are held briefly.
-                conn.execute(
-                    jobs.insert().values(
-                        id=job_id,
-                        owner=owner,
-                        status=QUEUED,
-                        progress=0.0,
-                        params=json.dumps(params, sort_keys=True),
-                        image=image,
-                        seed=seed,
-                        attempts=0,
-                        created_at=now,
-                        turn=0,
-                        lease_token=0,
-                        idempotency_key=idempotency_key,
-                        request_hash=fingerprint,
-                        model=model,
-                    )
-                )
-                self._lock_admission(conn, owner, whole_queue=max_active is not None)
-                if max_per_owner is not None or max_active is not None:
-                    self._check_caps(conn, owner, job_id, max_per_owner, max_active)
-                conn.execute(update(jobs).where(jobs.c.id == job_id).values(turn=self._next_turn(conn, owner, job_id, model)))
+                self._admit(conn, row, max_per_owner, max_active)
         except IntegrityError:
             # Two submits raced on one Idempotency-Key: the unique index made the second wait for the
             # first's commit and refused it; the first's job is the answer.
@@ -244,6 +226,19 @@ class JobQueue:
                 raise
             return existing, False
         return job_id, True
+
+    def _admit(self, conn: Connection, row: dict[str, Any], max_per_owner: int | None, max_active: int | None) -> None:
+        """Insert the job, then count the caps and choose its turn under the admission locks.
+
+        The row (and its image, the slow part) goes in first, unseen by others until the commit; only the
+        count and the turn are made under the locks, so they are held briefly."""
+        owner, job_id = row["owner"], row["id"]
+        conn.execute(jobs.insert().values(**row))
+        self._lock_admission(conn, owner, whole_queue=max_active is not None)
+        if max_per_owner is not None or max_active is not None:
+            self._check_caps(conn, owner, job_id, max_per_owner, max_active)
+        turn = self._next_turn(conn, owner, job_id, row["model"])
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(turn=turn))
 
     def _lock_admission(self, conn: Connection, owner: str, *, whole_queue: bool) -> None:
         """Make this transaction the only admission in progress for ``owner`` (and, with ``whole_queue``,

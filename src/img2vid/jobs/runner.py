@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ..engines.base import Engine
 from ..errors import CancelledError, Img2VidError, StoreUnavailableError
 from ..request import VideoRequest
+from ..video import Video
 from .store import Claim, JobStore
 
 if TYPE_CHECKING:
@@ -163,48 +164,20 @@ class JobRunner:
 
         try:
             with _Lease(self.store, claim, self.options, self.on_change) as lease:
-
-                def progress(fraction: float | None, _text: str) -> None:
-                    if fraction is None:
-                        return
-                    first = lease.progress is None
-                    lease.progress = max(0.0, min(0.99, float(fraction)))
-                    if first or time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
-                        # A poll sees progress at once, not at the next timed heartbeat: the first report
-                        # always, later ones when the last write is old enough.
-                        lease.beat()
-
-                def cancel() -> bool:
-                    return lease.lost or self.stopping() or timed_out()
-
                 try:
-                    request = VideoRequest(image=job.image, seed=job.seed, **job.params)
-                    # From here a lost run counts towards the job's attempts; a claim lost before this does not.
-                    if not self.store.start_run(job.id, claim.token, lease_seconds=self.options.lease_seconds):
-                        log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
-                        return "lost"
-                    lease.renewed = time.monotonic()
-                    video = engine.generate(request, progress=progress, cancel=cancel)
-                    data = video.to_bytes("mp4")
+                    made = self._make(engine, claim, lease, timed_out)
                 except CancelledError:
-                    if lease.lost:
-                        log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
-                        return "lost"
-                    if self.stopping():
-                        return self._write(claim, lease, "released", lambda: self.store.release(job.id, claim.token))
-                    if timed_out():
-                        message = (
-                            f"the job ran out of time: it used more than {self.options.job_timeout:g} s of engine "
-                            "time (IMG2VID_JOB_TIMEOUT); ask for fewer frames or steps"
-                        )
-                        return self._fail(claim, lease, 500, "timeout", message)
-                    return self._fail(claim, lease, 500, CancelledError.error_name, "the job was stopped on the server")
+                    return self._after_stop(claim, lease, timed_out)
                 except Img2VidError as error:
                     status = error.http_status if 400 <= error.http_status < 500 else 500
                     return self._fail(claim, lease, status, error.error_name, error.message)
                 except Exception as error:  # noqa: BLE001 - one failing job must not stop the worker
                     log.exception("job %s failed", job.id[:12])
                     return self._fail(claim, lease, 500, "internal_error", engine_failure_message(error))
+                if made is None:
+                    log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
+                    return "lost"
+                video, data = made
                 seed = job.seed if video.seed is None else int(video.seed)
                 return self._write(
                     claim,
@@ -216,6 +189,50 @@ class JobRunner:
                 )
         finally:
             self.on_change(job.id)
+
+    def _make(self, engine: Engine, claim: Claim, lease: _Lease, timed_out: Callable[[], bool]) -> tuple[Video, bytes] | None:
+        """The job's video and its MP4 bytes, with progress written through the lease and the engine stopped
+        when the lease is lost, the worker stops or time runs out; None when the job was no longer this
+        worker's before its run began."""
+        job = claim.job
+
+        def progress(fraction: float | None, _text: str) -> None:
+            if fraction is None:
+                return
+            first = lease.progress is None
+            lease.progress = max(0.0, min(0.99, float(fraction)))
+            if first or time.monotonic() - lease.written >= PROGRESS_WRITE_SECONDS:
+                # A poll sees progress at once, not at the next timed heartbeat: the first report always,
+                # later ones when the last write is old enough.
+                lease.beat()
+
+        def cancel() -> bool:
+            return lease.lost or self.stopping() or timed_out()
+
+        request = VideoRequest(image=job.image, seed=job.seed, **job.params)
+        # From here a lost run counts towards the job's attempts; a claim lost before this does not.
+        if not self.store.start_run(job.id, claim.token, lease_seconds=self.options.lease_seconds):
+            return None
+        lease.renewed = time.monotonic()
+        video = engine.generate(request, progress=progress, cancel=cancel)
+        return video, video.to_bytes("mp4")
+
+    def _after_stop(self, claim: Claim, lease: _Lease, timed_out: Callable[[], bool]) -> Outcome:
+        """A run the engine stopped: the job lost (dropped), the worker stopping (given back to the queue),
+        its time run out (failed, saying so), or stopped for another reason on the server (failed)."""
+        job = claim.job
+        if lease.lost:
+            log.info("job %s is no longer this worker's (cancelled or handed on); dropped", job.id[:12])
+            return "lost"
+        if self.stopping():
+            return self._write(claim, lease, "released", lambda: self.store.release(job.id, claim.token))
+        if timed_out():
+            message = (
+                f"the job ran out of time: it used more than {self.options.job_timeout:g} s of engine "
+                "time (IMG2VID_JOB_TIMEOUT); ask for fewer frames or steps"
+            )
+            return self._fail(claim, lease, 500, "timeout", message)
+        return self._fail(claim, lease, 500, CancelledError.error_name, "the job was stopped on the server")
 
     def _fail(self, claim: Claim, lease: _Lease, status: int, name: str, message: str) -> Outcome:
         return self._write(
