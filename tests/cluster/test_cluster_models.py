@@ -9,7 +9,6 @@ worker holds ltx until the last test starts one. Each test uses seeds of its own
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,15 +79,7 @@ def running(
 @pytest.fixture(autouse=True)
 def settled(running: Running) -> Iterator[None]:
     """Every worker consuming and nothing queued or running, before each test."""
-    cluster = running.cluster
-    for worker in cluster.workers:
-        if worker.alive:
-            worker.signal(signal.SIGCONT)
-        else:
-            cluster.restart(worker.name)
-    for worker in cluster.workers:
-        worker.wait_ready()
-    cluster.wait_for(lambda: cluster.store.counts()["queued"] + cluster.store.counts()["running"] == 0, what="no active jobs")
+    running.cluster.settle()
     yield
 
 

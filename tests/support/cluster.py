@@ -325,6 +325,18 @@ class Cluster:
             stop.set()
             thread.join(5)
 
+    def settle(self) -> None:
+        """Every worker consuming (a stopped one continued, a dead one restarted) and nothing queued or
+        running: the state each cluster test starts from."""
+        for worker in self.workers:
+            if worker.alive:
+                worker.signal(signal.SIGCONT)
+            else:
+                self.restart(worker.name)
+        for worker in self.workers:
+            worker.wait_ready()
+        self.wait_for(lambda: self.store.counts()["queued"] + self.store.counts()["running"] == 0, what="no active jobs")
+
     def close(self) -> None:
         """Kill every process and close the store. Nothing is checked after this, and a clean stop would
         cost seconds per process (an idle Celery worker's warm shutdown alone takes about four)."""
