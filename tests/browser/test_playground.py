@@ -20,26 +20,21 @@ import pytest
 from support.images import png_bytes
 
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra) to run the browser tests")
+from pages import V2BETA, job_id_in_url, new_page, open_playground  # noqa: E402
 from playwright.sync_api import Page, Route, expect  # noqa: E402
 from server_process import Server  # noqa: E402
 
 pytestmark = pytest.mark.live
 
-V2BETA = "/v2beta/image-to-video"
-JOB_URL = re.compile(r"#job=([0-9a-f]{64})(?:&|$)")
 
 
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
-    try:
-        yield page
-    finally:
-        server.hold.unlink(missing_ok=True)
-        context.close()
+    with new_page(browser) as page:
+        try:
+            yield page
+        finally:
+            server.hold.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +50,6 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("images") / "photo 4x3.png"
     path.write_bytes(png_bytes(800, 600, seed=5))
     return path
-
-
-def open_playground(page: Page, server: Server, fragment: str = "") -> None:
-    page.goto(server.url + "/" + fragment)
-    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
 
 
 def fill_form(page: Page, server: Server, image: Path, key: str | None = None) -> None:
@@ -83,10 +73,7 @@ def drop_file(page: Page, path: Path) -> None:
 
 
 def job_id_of(page: Page) -> str:
-    expect(page).to_have_url(JOB_URL)
-    match = JOB_URL.search(page.url)
-    assert match is not None
-    job_id = match.group(1)
+    job_id = job_id_in_url(page)
     expect(job_panel(page)).to_contain_text(job_id)
     return job_id
 

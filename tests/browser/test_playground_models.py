@@ -21,13 +21,12 @@ import pytest
 from support.images import png_bytes
 
 pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra) to run the browser tests")
+from pages import V2BETA, job_id_in_url, new_page, open_playground  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 from server_process import Server  # noqa: E402
 
 pytestmark = pytest.mark.live
 
-V2BETA = "/v2beta/image-to-video"
-JOB_URL = re.compile(r"#job=([0-9a-f]{64})(?:&|$)")
 MODELS = ("svd=tiny", "wan=tiny-wan2.2-ti2v-5b")
 PROMPT = "a lighthouse at dusk, waves rolling in, gulls circling"
 
@@ -44,14 +43,8 @@ def models_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def page(browser: Any, models_server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
-    try:
+    with new_page(browser) as page:
         yield page
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +53,6 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("images") / "photo.png"
     path.write_bytes(png_bytes(800, 600, seed=7))
     return path
-
-
-def open_playground(page: Page, server: Server, fragment: str = "") -> None:
-    page.goto(server.url + "/" + fragment)
-    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
 
 
 def submitted_forms(page: Page) -> Any:
@@ -83,13 +71,6 @@ def submitted_forms(page: Page) -> Any:
         })()"""
     )
     return lambda: page.evaluate("() => window.sentForms")
-
-
-def job_id_of(page: Page) -> str:
-    expect(page).to_have_url(JOB_URL)
-    match = JOB_URL.search(page.url)
-    assert match is not None
-    return match.group(1)
 
 
 def pick_wan(page: Page) -> None:
@@ -132,7 +113,7 @@ def test_pick_wan_write_a_prompt_generate_download_and_share(browser: Any, page:
     page.screenshot(path=shots / "models-02-wan-ready.png", full_page=True)
 
     page.get_by_role("button", name="Generate").click()
-    job_id = job_id_of(page)
+    job_id = job_id_in_url(page)
     assert "model=wan" in page.url and "prompt=" + quote(PROMPT, safe="").replace("%20", "+") in page.url
     result = page.get_by_role("region", name="Result", exact=True)
     expect(result).to_be_visible(timeout=120_000)
@@ -204,7 +185,7 @@ def test_a_value_the_model_refuses_is_shown_in_the_servers_words(page: Page, mod
     expect(page.get_by_label("Prompt", exact=True)).to_be_hidden()
     frames.fill("2")  # SVD at the protocol's 1024x576: two frames keep the tiny model's decode to seconds
     page.get_by_role("button", name="Generate").click()
-    job_id_of(page)
+    job_id_in_url(page)
     expect(page.get_by_role("region", name="Result", exact=True)).to_be_visible(timeout=120_000)
     sent = sent_forms()
     assert len(sent) == 2 and sent[1]["model"] == "svd" and "prompt" not in sent[1] and "negative_prompt" not in sent[1]
