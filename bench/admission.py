@@ -100,9 +100,7 @@ def _burst(
 def _front_ends(src: Path, url: str, folder: Path) -> tuple[list[subprocess.Popen[bytes]], list[str], str]:
     """Two ``img2vid serve`` of the checkout at ``src`` on ``url`` (no workers, caps out of reach); their
     processes, base URLs and an API key."""
-    import httpx
-
-    from support.services import free_port
+    from support.server_harness import free_port, wait_healthy
 
     env = {
         **os.environ,
@@ -128,17 +126,8 @@ def _front_ends(src: Path, url: str, folder: Path) -> tuple[list[subprocess.Pope
             )
         )
         urls.append(f"http://127.0.0.1:{port}")
-    for base in urls:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{base} did not start")
-            time.sleep(0.1)
+    for base, process in zip(urls, processes, strict=True):
+        wait_healthy(base, process, timeout=120)
     return processes, urls, key
 
 
