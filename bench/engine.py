@@ -212,6 +212,24 @@ class Bench:
     def _peak(self) -> float | None:
         return self.torch.cuda.max_memory_allocated() / 2**30 if self.cuda else None
 
+    def _timed_clips(self, engine: Any, request: Any, steps: int, result: Result) -> None:
+        """``repeats`` timed clips on a warm engine; the median clip's figures go into ``result``. The
+        engine times its own phases (synchronising the device at each end): the denoising loop's mean
+        step and the decode, as the video reports them."""
+        clock = Clock(self.sync)
+        runs = []
+        for _ in range(self.repeats):
+            self._peak_reset()
+            clock.start()
+            video = engine.generate(request)
+            clock.mark()
+            clip_s = clock.marks[-1] - clock.marks[0]
+            runs.append((clip_s, video.timings["denoise"] / steps, video.timings["decode"], self._peak(), video))
+        clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
+        result.settings = dict(video.engine_settings)
+        result.frames = video.frames
+
     def free(self) -> None:
         """Drop the last contender's model: dynamo's caches hold its compiled blocks, so they go first."""
         self.torch._dynamo.reset()
@@ -244,21 +262,7 @@ class Bench:
         )
         if not engine.speed.compile:
             engine.generate(request.with_options(steps=2))  # the eager modes' warm-up (cuDNN, allocator)
-        clock = Clock(self.sync)
-        runs = []
-        for _ in range(self.repeats):
-            self._peak_reset()
-            clock.start()
-            video = engine.generate(request)
-            clock.mark()
-            # The engine times its own phases (synchronising the device at each end): the denoising
-            # loop's mean step and the decode, as the video reports them.
-            clip_s = clock.marks[-1] - clock.marks[0]
-            runs.append((clip_s, video.timings["denoise"] / setup.steps, video.timings["decode"], self._peak(), video))
-        clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-        result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
-        result.settings = dict(video.engine_settings)
-        result.frames = video.frames
+        self._timed_clips(engine, request, setup.steps, result)
         del engine
 
     def run_diffusers(self, result: Result) -> None:
@@ -359,19 +363,7 @@ class FamilyBench(Bench):
             engine.generate(request.with_options(steps=2))
             self.sync()
             result.cold_start_s = time.perf_counter() - started
-            clock = Clock(self.sync)
-            runs = []
-            for _ in range(self.repeats):
-                self._peak_reset()
-                clock.start()
-                video = engine.generate(request)
-                clock.mark()
-                clip_s = clock.marks[-1] - clock.marks[0]
-                runs.append((clip_s, video.timings["denoise"] / setup.steps, video.timings["decode"], self._peak(), video))
-            clip_s, step_s, decode_s, peak, video = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-            result.clip_s, result.step_s, result.decode_s, result.peak_gib = clip_s, step_s, decode_s, peak
-            result.settings = dict(video.engine_settings)
-            result.frames = video.frames
+            self._timed_clips(engine, request, setup.steps, result)
             self._flat_note(result)
         finally:
             engine.release()
