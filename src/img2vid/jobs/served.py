@@ -17,10 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ..families import SHORT_NAMES, Family
+from ..families import SHORT_NAMES, SVD, Family
+from ..fitting import PROTOCOL_SIZES, SizeRule
 from ..model_names import identify_model
 
-__all__ = ["ServedModel", "parse_served", "default_name", "claim_names", "find_served", "MODEL_NAME_RULE"]
+__all__ = [
+    "ServedModel",
+    "parse_served",
+    "default_name",
+    "claim_names",
+    "find_served",
+    "protocol_sizes_bind",
+    "upload_sizes",
+    "MODEL_NAME_RULE",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MODEL_NAME_RULE = "a name of letters, digits, '.', '_' or '-' (at most 100, starting with a letter or digit)"
@@ -119,3 +129,16 @@ def find_served(models: Sequence[ServedModel], name: str | None) -> ServedModel:
         value=name,
         allowed=f"one of {listed}",
     )
+
+
+def protocol_sizes_bind(family: Family | None, *, any_size: bool) -> bool:
+    """Whether an upload for a model of ``family`` must be one of the protocol's three sizes: so for SVD
+    (and a custom engine's model, held to SVD's rules) unless the server takes any size; another family
+    takes any size, which its engine fits to its own rule."""
+    return (family is None or family.kind == "svd") and not any_size
+
+
+def upload_sizes(family: Family | None, *, any_size: bool) -> SizeRule:
+    """The sizes a model of ``family`` is fed at on this server: the protocol's three where they bind,
+    else the family's own rule (what /info states, and what /fit-plan plans to)."""
+    return PROTOCOL_SIZES if protocol_sizes_bind(family, any_size=any_size) else (family or SVD).size_rule

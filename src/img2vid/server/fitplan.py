@@ -21,9 +21,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidInputError
-from ..families import SVD
-from ..fitting import PROTOCOL_SIZES, FitMode, FixedSizes, SizeRule, parse_fit_mode, plan_fit
-from ..jobs.served import ServedModel, find_served
+from ..fitting import FitMode, FixedSizes, SizeRule, parse_fit_mode, plan_fit
+from ..jobs.served import ServedModel, find_served, upload_sizes
 from ..jobs.settings import ServerSettings
 from .deps import StateDep
 from .openapi import error_answers
@@ -50,10 +49,7 @@ class FitPlanAnswer(BaseModel):
 def size_rule_for(settings: ServerSettings, model: str | None, served_models: Sequence[ServedModel]) -> tuple[str, SizeRule]:
     """The served model a request names (None: the default) and the sizes its submit accepts."""
     served = find_served(served_models, model)
-    family = served.family or SVD  # a custom engine's model is held to SVD's sizes, as /info says
-    if family.kind == "svd" and not settings.any_size:
-        return served.name, PROTOCOL_SIZES
-    return served.name, family.size_rule
+    return served.name, upload_sizes(served.family, any_size=settings.any_size)
 
 
 def _size(text: str, rule: SizeRule) -> tuple[int, int]:

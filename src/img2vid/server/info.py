@@ -21,7 +21,7 @@ from starlette.routing import Match
 from .. import __version__
 from ..families import SVD
 from ..fitting import PROTOCOL_SIZES
-from ..jobs.served import ServedModel
+from ..jobs.served import ServedModel, protocol_sizes_bind, upload_sizes
 from ..jobs.settings import ServerSettings
 from ..request import ENGINE_FIELDS, MAX_PROMPT_CHARS, RANGES, range_text
 from .deps import StateDep
@@ -137,8 +137,7 @@ def model_infos(settings: ServerSettings, served: list[ServedModel], generation:
             defaults["motion_bucket_id"] = route["motion_bucket_id"]
         else:
             defaults["negative_prompt"] = family.default_negative_prompt
-        rule = family.size_rule
-        protocol = svd and not settings.any_size
+        protocol = protocol_sizes_bind(model.family, any_size=settings.any_size)
         width, height = family.native_size
         infos.append(
             ModelInfo(
@@ -155,7 +154,7 @@ def model_infos(settings: ServerSettings, served: list[ServedModel], generation:
                     allowed=list(PROTOCOL_SIZES.sizes) if protocol else [],
                     multiple=family.size_multiple,
                     native=(width, height),
-                    describe=PROTOCOL_SIZES.describe() if protocol else rule.describe(),
+                    describe=upload_sizes(model.family, any_size=settings.any_size).describe(),
                 ),
             )
         )

@@ -37,7 +37,7 @@ from ..errors import InvalidInputError, PayloadTooLargeError
 from ..families import Family, check_family_fields
 from ..fitting import PROTOCOL_SIZES, parse_fit_mode
 from ..images import open_image_bytes
-from ..jobs.served import ServedModel, find_served
+from ..jobs.served import ServedModel, find_served, protocol_sizes_bind
 from ..jobs.settings import CAP_SETTINGS
 from ..request import (
     DEFAULT_CFG_SCALE,
@@ -314,8 +314,7 @@ def build_request(
         )
     with open_image_bytes(data, field="image", max_pixels=max_pixels) as img:
         width, height = int(img.size[0]), int(img.size[1])
-        protocol_sizes = family is None or family.kind == "svd"
-        if protocol_sizes and not any_size and not PROTOCOL_SIZES.allows(width, height):
+        if protocol_sizes_bind(family, any_size=any_size) and not PROTOCOL_SIZES.allows(width, height):
             raise InvalidInputError.for_field("image", f"{width}x{height}", PROTOCOL_SIZES.describe())
         options: dict[str, Any] = dict(params)  # each value checked and typed by check_fields
         return VideoRequest(image=img, seed=seed, **options)
