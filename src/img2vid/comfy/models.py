@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ENV_BASE_URL, is_stability_url, load_config, mask_url_password
-from ..families import FAMILIES, SHORT_NAMES, SVD, TINY_PREFIX, Family, family_for_pipeline, family_for_short_name
-from ..model_names import TINY_NAME, is_hub_id, read_model_index
+from ..errors import ModelError
+from ..families import FAMILIES, SHORT_NAMES, SVD, TINY_PREFIX, Family, family_for_short_name
+from ..model_names import TINY_NAME, family_of_folder, is_hub_id
 
 __all__ = [
     "HUB_DEFAULT",
@@ -143,12 +144,12 @@ def _checkpoint_file(name: str) -> str | None:
 
 
 def _folder_family(folder: Path) -> Family | None:
-    """A diffusers folder's family from its ``model_index.json`` (the engine reads it the same way);
-    ``None`` where the index says nothing img2vid knows (the engine then gives its own error)."""
-    name, settings, components = read_model_index(folder)
-    if name is None:
-        return SVD  # as the engine: a folder without a pipeline name is taken for SVD's parts
-    return family_for_pipeline(name, settings, components)
+    """A diffusers folder's family, read as the engine reads it; ``None`` where the index names a pipeline
+    img2vid does not run (the engine then gives its own error when the node runs it)."""
+    try:
+        return family_of_folder(folder, str(folder))
+    except ModelError:
+        return None
 
 
 # ------------------------------------------------------------------------------------- the server's list
