@@ -108,12 +108,26 @@ class Database:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One write transaction (on SQLite it holds the write lock from its start)."""
-        with self.guard(), self.engine.connect() as conn:
+        with self.guard(), self.engine.connect() as conn, _discarded_on_failure(conn):
             conn.execution_options(img2vid_write=True)
             with conn.begin():
                 yield conn
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        with self.guard(), self.engine.connect() as conn:
+        with self.guard(), self.engine.connect() as conn, _discarded_on_failure(conn):
             yield conn
+
+
+@contextmanager
+def _discarded_on_failure(conn: Connection) -> Iterator[None]:
+    """A connection that failed because the store could not be used is dropped, never pooled again: a
+    SQLite connection that met an I/O error (its file unwritable for a while) could fail its next use too,
+    after the file was writable again; a new one starts clean. (PostgreSQL's pool already drops the
+    connections a lost server broke; the pre-ping catches the rest.)"""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as error:
+        if store_unavailable(error):
+            conn.invalidate()
+        raise
